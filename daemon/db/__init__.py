@@ -1,0 +1,1 @@
+"""Everything durable: models, sessions, the embedded server and the work-queue SQL."""

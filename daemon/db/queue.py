@@ -1,0 +1,146 @@
+"""The work-queue SQL, kept in one place.
+
+Workers claim messages with ``FOR UPDATE SKIP LOCKED`` and stamp a lease, then commit at once,
+so the (possibly slow) stage runs outside any transaction. A worker that dies leaves a lease
+that simply expires; another worker or daemon picks the message up again. Every write after
+the claim checks ``lease_owner`` so a worker whose lease expired cannot overwrite the newer
+owner's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+TERMINAL_STAGES = ("done", "quarantined", "parked")
+
+CLAIM_SQL = text(
+    """
+    WITH claimable AS (
+        SELECT id
+          FROM messages
+         WHERE stage = ANY(:stages)
+           AND next_attempt_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY next_attempt_at, id
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE messages AS m
+       SET lease_owner = :owner,
+           lease_until = now() + make_interval(secs => :lease_seconds)
+      FROM claimable
+     WHERE m.id = claimable.id
+    RETURNING m.id, m.stage
+    """
+)
+
+ADVANCE_SQL = text(
+    """
+    UPDATE messages
+       SET stage = :to_stage, attempts = 0, last_error = NULL,
+           lease_owner = NULL, lease_until = NULL, next_attempt_at = now(), updated_at = now()
+     WHERE id = :id AND lease_owner = :owner AND stage = :from_stage
+    """
+)
+
+QUARANTINE_SQL = text(
+    """
+    UPDATE messages
+       SET stage = 'quarantined', quarantine_reason = :reason, parked_stage = stage,
+           lease_owner = NULL, lease_until = NULL, updated_at = now()
+     WHERE id = :id AND lease_owner = :owner AND stage = :from_stage
+    """
+)
+
+# attempts counts consecutive failures at the current stage; the delay doubles per failure.
+FAIL_SQL = text(
+    """
+    UPDATE messages
+       SET attempts = attempts + 1,
+           last_error = :error,
+           stage = CASE WHEN attempts + 1 >= :max_attempts THEN 'parked' ELSE stage END,
+           parked_stage = CASE WHEN attempts + 1 >= :max_attempts THEN stage ELSE parked_stage END,
+           next_attempt_at = now() + make_interval(secs => :base_delay * power(2, attempts)),
+           lease_owner = NULL, lease_until = NULL, updated_at = now()
+     WHERE id = :id AND lease_owner = :owner AND stage = :from_stage
+    RETURNING stage
+    """
+)
+
+RELEASE_SQL = text(
+    """
+    UPDATE messages SET lease_owner = NULL, lease_until = NULL
+     WHERE id = ANY(:ids) AND lease_owner = :owner
+    """
+)
+
+REQUEUE_SQL = text(
+    """
+    UPDATE messages
+       SET stage = parked_stage, attempts = 0, last_error = NULL, quarantine_reason = NULL,
+           next_attempt_at = now(), updated_at = now()
+     WHERE stage IN ('parked', 'quarantined') AND parked_stage IS NOT NULL
+       AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids))
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    stage: str
+
+
+def claim(session: Session, stages: Sequence[str], owner: str, limit: int, lease_seconds: int) -> list[Claimed]:
+    """Claim up to ``limit`` due messages waiting at any of ``stages``; commits."""
+    with session.begin():
+        rows = session.execute(
+            CLAIM_SQL,
+            {"stages": list(stages), "owner": owner, "limit": limit, "lease_seconds": lease_seconds},
+        ).all()
+    return [Claimed(id=r.id, stage=r.stage) for r in rows]
+
+
+def advance(session: Session, message_id: int, owner: str, from_stage: str, to_stage: str) -> bool:
+    return session.execute(
+        ADVANCE_SQL, {"id": message_id, "owner": owner, "from_stage": from_stage, "to_stage": to_stage}
+    ).rowcount == 1
+
+
+def quarantine(session: Session, message_id: int, owner: str, from_stage: str, reason: str) -> bool:
+    return session.execute(
+        QUARANTINE_SQL, {"id": message_id, "owner": owner, "from_stage": from_stage, "reason": reason[:2000]}
+    ).rowcount == 1
+
+
+def fail(
+    session: Session, message_id: int, owner: str, from_stage: str, error: str, max_attempts: int, base_delay: float
+) -> str | None:
+    """Record a failure; return the new stage ('parked' when out of attempts) or None if we lost the lease."""
+    return session.execute(
+        FAIL_SQL,
+        {
+            "id": message_id,
+            "owner": owner,
+            "from_stage": from_stage,
+            "error": error[:2000],
+            "max_attempts": max_attempts,
+            "base_delay": base_delay,
+        },
+    ).scalar_one_or_none()
+
+
+def release(session: Session, message_ids: Sequence[int], owner: str) -> None:
+    """Give claimed messages back untouched (graceful shutdown)."""
+    with session.begin():
+        session.execute(RELEASE_SQL, {"ids": list(message_ids), "owner": owner})
+
+
+def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
+    """Send parked or quarantined messages back to the stage they stopped at (after a fix)."""
+    with session.begin():
+        return session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}).rowcount

@@ -1,0 +1,1 @@
+"""Support drafts: who gets one, retrieval, generation backends, confidence."""

@@ -1,0 +1,1 @@
+"""Mail in, exactly once: IMAP watchers, the SMTP/LMTP listener, MIME parsing and the row insert."""

@@ -1,0 +1,192 @@
+"""MIME parsing: raw RFC 822 bytes to the fields the later stages use.
+
+Parsing is forgiving (``policy.default`` records defects instead of raising) because real mail
+is messy; only input with nothing to work on is refused, with ``Unparseable`` naming why.
+Nothing here touches the database, so it is tested with plain bytes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
+
+import html2text
+
+MAX_BODY_CHARS = 200_000
+_HEADER_NAME = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
+
+
+class Unparseable(ValueError):
+    """The bytes are not a message we can work with; the reason is safe to log (no body text)."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    message_id: str | None
+    subject: str
+    from_name: str
+    from_addr: str
+    to_addrs: list[str]
+    cc_addrs: list[str]
+    sent_at: datetime | None
+    headers: dict[str, list[str]]
+    body_text: str
+    body_from_html: bool
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_addr.rpartition("@")[2].lower()
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+
+def content_sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def quick_message_id(raw: bytes) -> str | None:
+    """Message-ID from the header block only: used at insert time, before full parsing."""
+    try:
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[:256 * 1024], headersonly=True)
+        value = headers.get("Message-ID")
+    except Exception:
+        return None
+    if not value:
+        return None
+    return str(value).strip()[:998] or None
+
+
+def _safe_str(value: object) -> str:
+    """Header values may be malformed; never let one header break the whole message."""
+    try:
+        text = str(value)
+    except Exception:
+        return ""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    values = [_safe_str(v) for v in msg.get_all(name, [])]
+    return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
+
+
+def _decode_part(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # unknown charset name: utf-8, then latin-1 never fails
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return payload.decode("latin-1")
+
+
+def html_to_text(html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.body_width = 0
+    converter.ignore_links = False
+    try:
+        return converter.handle(html)
+    except Exception:  # html2text chokes on some broken markup; a tag strip is better than nothing
+        return re.sub(r"<[^>]+>", " ", html)
+
+
+def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[Attachment] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = part.get_filename()
+        if disposition == "attachment" or (filename and not ctype.startswith("text/")):
+            payload = part.get_payload(decode=True) or b""
+            attachments.append(Attachment(filename=_safe_str(filename) if filename else None,
+                                          content_type=ctype, size=len(payload)))
+            continue
+        if ctype == "text/plain":
+            plain.append(_decode_part(part))
+        elif ctype == "text/html":
+            html.append(_decode_part(part))
+    if any(p.strip() for p in plain):
+        return "\n".join(plain), False, attachments
+    if html:
+        return html_to_text("\n".join(html)), True, attachments
+    return "", False, attachments
+
+
+def _sent_at(msg: Message) -> datetime | None:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(_safe_str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse ``raw``; raise ``Unparseable`` only when there is no message to speak of."""
+    if not raw or not raw.strip():
+        raise Unparseable("empty message (0 bytes of content)")
+    if not _HEADER_NAME.search(raw[:64 * 1024]):
+        raise Unparseable("no RFC 822 header block found")
+    try:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+    except Exception as exc:  # the stdlib parser is lenient; reaching this means truly broken input
+        raise Unparseable(f"MIME parser failed: {type(exc).__name__}") from None
+    assert isinstance(msg, EmailMessage)
+
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.items():
+        headers.setdefault(name.lower(), []).append(_safe_str(value)[:4000])
+    try:
+        body, from_html, attachments = _body_and_attachments(msg)
+    except Exception as exc:
+        raise Unparseable(f"body could not be decoded: {type(exc).__name__}") from None
+
+    senders = _addresses(msg, "From")
+    from_name, from_addr = senders[0] if senders else ("", "")
+    defects = sorted({type(d).__name__ for part in msg.walk() for d in part.defects})
+    return ParsedMessage(
+        message_id=(_safe_str(msg.get("Message-ID", "")).strip() or None),
+        subject=_safe_str(msg.get("Subject", "")).strip(),
+        from_name=from_name,
+        from_addr=from_addr.lower(),
+        to_addrs=[a.lower() for _, a in _addresses(msg, "To")],
+        cc_addrs=[a.lower() for _, a in _addresses(msg, "Cc")],
+        sent_at=_sent_at(msg),
+        headers=headers,
+        body_text=body.replace("\x00", "")[:MAX_BODY_CHARS],
+        body_from_html=from_html,
+        attachments=attachments,
+        defects=defects,
+    )

@@ -1,0 +1,69 @@
+"""SMTP/LMTP ingress: mail delivered to us goes into the same table and pipeline as IMAP mail.
+
+We answer 250 only after the row is committed, so a sender never believes a message was
+accepted that a crash could lose; on a database error we answer 451 and the sender retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from daemon.config import SmtpIngressSettings
+from daemon.db.session import Database
+from daemon.ingest.store import Stored, ensure_account, store_message
+from daemon.metrics import MESSAGES_STORED
+from daemon.pipeline.stages import FIRST_STAGE
+
+log = logging.getLogger(__name__)
+
+
+class StoreHandler:
+    """aiosmtpd handler: one DATA, one committed row."""
+
+    def __init__(self, db: Database, account_name: str, on_stored: Callable[[], None]) -> None:
+        self.db = db
+        self.account_name = account_name
+        self.on_stored = on_stored
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content or b""
+        try:
+            result = await asyncio.to_thread(self._store, raw)
+        except Exception as exc:
+            log.error("smtp ingress: could not store a %d-byte message: %s", len(raw), type(exc).__name__)
+            return "451 4.3.0 Temporary storage failure, try again later"
+        MESSAGES_STORED.labels(self.account_name, "smtp", result.value).inc()
+        if result is Stored.inserted:
+            self.on_stored()
+        return "250 2.0.0 Message accepted"
+
+    def _store(self, raw: bytes) -> Stored:
+        with self.db.session() as session, session.begin():
+            account = ensure_account(session, self.account_name)
+            result, _ = store_message(
+                session, account_id=account.id, raw=raw, source="smtp", first_stage=FIRST_STAGE
+            )
+            return result
+
+
+class _LMTPController(Controller):
+    def factory(self) -> LMTP:
+        return LMTP(self.handler, **self.SMTP_kwargs)
+
+
+def make_controller(settings: SmtpIngressSettings, db: Database, on_stored: Callable[[], None]) -> Controller:
+    handler = StoreHandler(db, settings.account, on_stored)
+    cls = _LMTPController if settings.lmtp else Controller
+    return cls(
+        handler,
+        hostname=settings.host,
+        port=settings.port,
+        data_size_limit=settings.max_message_bytes,
+        decode_data=False,
+    )

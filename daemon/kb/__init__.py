@@ -1,0 +1,1 @@
+"""Knowledge base: sources, chunking, embeddings and the hybrid search query."""

@@ -1,0 +1,25 @@
+"""Prometheus metrics, one registry per process, served on /metrics by daemon.health."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+MESSAGES_STORED = Counter(
+    "mailsense_messages_stored_total", "Messages committed by ingestion", ["account", "source", "result"],
+    registry=REGISTRY,
+)
+STAGE_OUTCOMES = Counter(
+    "mailsense_stage_outcomes_total", "Per-message results of pipeline stages", ["stage", "outcome"],
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "mailsense_stage_batch_seconds", "Time to process one batch", ["stage"], registry=REGISTRY,
+)
+IMAP_CONNECTED = Gauge(
+    "mailsense_imap_connected", "1 while the folder watcher holds a logged-in connection", ["account", "folder"],
+    registry=REGISTRY,
+)
+IMAP_ERRORS = Counter(
+    "mailsense_imap_errors_total", "Connection or protocol failures of folder watchers", ["account", "kind"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,1 @@
+"""The processing pipeline: an ordered list of stages run by workers that share one database."""

@@ -1,0 +1,45 @@
+"""The ordered list of stages: where a message goes next is decided here and only here.
+
+Adding a stage: write a class that follows ``daemon.pipeline.stage.Stage`` and add it to
+``build_stages`` at its place in the flow; add its name to ``KNOWN_STAGES`` so messages that
+wait at it while it is switched off are moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from daemon.config import Settings
+from daemon.db.session import Database
+from daemon.pipeline.parse import ParseStage
+from daemon.pipeline.stage import Stage
+
+# Every stage name that may appear in messages.stage, in flow order.
+KNOWN_STAGES: tuple[str, ...] = ("parse", "classify", "draft")
+FIRST_STAGE = KNOWN_STAGES[0]
+
+
+def build_stages(settings: Settings, db: Database) -> list[Stage]:
+    """The stages active under ``settings``, in flow order."""
+    stages: list[Stage] = [ParseStage()]
+    return stages
+
+
+class Pipeline:
+    """Routing between stages; a stage that is switched off is passed through."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = {stage.name: stage for stage in stages}
+        unknown = set(self.stages) - set(KNOWN_STAGES)
+        if unknown:
+            raise ValueError(f"stages {sorted(unknown)} are missing from KNOWN_STAGES")
+
+    def next_stage(self, current: str) -> str:
+        following = KNOWN_STAGES[KNOWN_STAGES.index(current) + 1 :]
+        return next((name for name in following if name in self.stages), "done")
+
+    def claimable(self) -> dict[str, str | None]:
+        """Stage name -> why it waits (None = ready); switched-off stages are claimable to pass through."""
+        return {
+            name: (self.stages[name].waiting_reason() if name in self.stages else None) for name in KNOWN_STAGES
+        }

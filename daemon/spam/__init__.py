@@ -1,0 +1,1 @@
+"""Spam: the text the model sees, training, batch classification and Junk filing."""

@@ -1,0 +1,81 @@
+"""``mailsense status``: what a person checks first when mail seems stuck."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+FOLDERS_SQL = text(
+    """
+    SELECT a.name AS account, f.name AS folder, f.connected, f.connected_by, f.uidvalidity, f.last_uid,
+           f.highest_modseq, f.last_sync_at, f.last_error, f.last_error_at
+      FROM folders f JOIN accounts a ON a.id = f.account_id
+     ORDER BY a.name, f.name
+    """
+)
+
+STAGES_SQL = text(
+    """
+    SELECT a.name AS account, COALESCE(f.name, '(' || m.source || ')') AS folder, m.stage, count(*) AS n
+      FROM messages m
+      JOIN accounts a ON a.id = m.account_id
+      LEFT JOIN folders f ON f.id = m.folder_id
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    """
+)
+
+ERRORS_SQL = text(
+    """
+    SELECT id, stage, parked_stage, attempts, COALESCE(quarantine_reason, last_error) AS error
+      FROM messages
+     WHERE stage IN ('parked', 'quarantined') OR last_error IS NOT NULL
+     ORDER BY updated_at DESC
+     LIMIT 10
+    """
+)
+
+
+def collect(session: Session) -> dict[str, list[dict[str, object]]]:
+    return {
+        "folders": [dict(r._mapping) for r in session.execute(FOLDERS_SQL)],
+        "stages": [dict(r._mapping) for r in session.execute(STAGES_SQL)],
+        "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
+    }
+
+
+def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -> str:
+    lines: list[str] = []
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for row in status["stages"]:
+        counts.setdefault((str(row["account"]), str(row["folder"])), {})[str(row["stage"])] = int(row["n"])  # type: ignore[call-overload]
+    seen: set[tuple[str, str]] = set()
+    for row in status["folders"]:
+        key = (str(row["account"]), str(row["folder"]))
+        seen.add(key)
+        state = "connected" if row["connected"] else "not connected"
+        lines.append(f"{key[0]} / {key[1]}: {state}, UIDVALIDITY {row['uidvalidity']}, last UID {row['last_uid']}"
+                     + (f", HIGHESTMODSEQ {row['highest_modseq']}" if row["highest_modseq"] else "")
+                     + (f", last sync {row['last_sync_at']:%Y-%m-%d %H:%M:%S}" if row["last_sync_at"] else ""))
+        lines.append(f"    messages: {_fmt_counts(counts.get(key, {}))}")
+        if row["last_error"]:
+            lines.append(f"    last error ({row['last_error_at']:%Y-%m-%d %H:%M:%S}): {row['last_error']}")
+    for key, by_stage in sorted(counts.items()):
+        if key not in seen:
+            lines.append(f"{key[0]} / {key[1]}")
+            lines.append(f"    messages: {_fmt_counts(by_stage)}")
+    if not lines:
+        lines.append("no accounts seen yet: configure [[accounts]] and run `mailsense run`, or `mailsense import`")
+    if status["problems"]:
+        lines.append("recent problems:")
+        for row in status["problems"]:
+            where = f"{row['stage']}" + (f" (at {row['parked_stage']})" if row["parked_stage"] else "")
+            lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
+    lines.extend(extra_lines)
+    return "\n".join(lines)
+
+
+def _fmt_counts(by_stage: dict[str, int]) -> str:
+    if not by_stage:
+        return "none"
+    return ", ".join(f"{stage} {n}" for stage, n in sorted(by_stage.items()))
