@@ -19,6 +19,7 @@ from contextlib import suppress
 from sqlalchemy import text
 
 from daemon.config import Settings
+from daemon.db import queue
 from daemon.db.session import Database
 from daemon.health import sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Service:
@@ -69,6 +80,10 @@ class Service:
         def wake_from_thread() -> None:
             loop.call_soon_threadsafe(self._wake_workers)
 
+        with self.db.session() as session:
+            released = queue.release_dead_local_leases(session, socket.gethostname(), pid_alive)
+        if released:
+            log.info("released %d message lease(s) left by a daemon on this host that is gone", released)
         pipeline = Pipeline(build_stages(self.settings, self.db))
         self.workers = [
             Worker(f"{self.instance}/w{i}", self.db, pipeline, self.settings.pipeline)

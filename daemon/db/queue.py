@@ -9,7 +9,7 @@ owner's result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -144,3 +144,29 @@ def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
     """Send parked or quarantined messages back to the stage they stopped at (after a fix)."""
     with session.begin():
         return session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}).rowcount
+
+
+LOCAL_OWNERS_SQL = text(
+    """
+    SELECT DISTINCT lease_owner FROM messages
+     WHERE lease_owner LIKE :prefix AND lease_until > now()
+    """
+)
+
+
+def release_dead_local_leases(session: Session, hostname: str, is_alive: Callable[[int], bool]) -> int:
+    """Free leases held by workers of daemons on this host that no longer run (after a crash or kill -9).
+
+    Leases of other hosts are left to expire: we cannot tell whether those daemons are alive.
+    """
+    released = 0
+    with session.begin():
+        owners = session.execute(LOCAL_OWNERS_SQL, {"prefix": f"{hostname}:%"}).scalars().all()
+        for owner in owners:
+            pid_text = owner[len(hostname) + 1 :].split("/", 1)[0]
+            if pid_text.isdigit() and not is_alive(int(pid_text)):
+                released += session.execute(
+                    text("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :o"),
+                    {"o": owner},
+                ).rowcount
+    return released

@@ -206,8 +206,4 @@ class FolderWatcher:
             return store_imap_message(session, folder, uidvalidity, uid, raw, FIRST_STAGE)
 
     def _folder_status(self, mailbox: BaseMailBox) -> tuple[int, int | None]:
-        options = ["UIDVALIDITY"]
-        if imap_client.has_capability(mailbox, "CONDSTORE"):
-            options.append("HIGHESTMODSEQ")
-        status = mailbox.folder.status(self.folder_name, options)
-        return int(status["UIDVALIDITY"]), (int(status["HIGHESTMODSEQ"]) if "HIGHESTMODSEQ" in status else None)
+        return imap_client.folder_status(mailbox, self.folder_name)

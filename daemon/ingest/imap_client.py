@@ -19,6 +19,7 @@ from imap_tools.errors import MailboxLoginError
 from daemon.config import AccountSettings, TLSMode
 
 _FETCH_UID = re.compile(rb"UID (\d+)")
+_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|HIGHESTMODSEQ) (\d+)")
 
 # What a dropped, refused or timed-out connection looks like from imaplib and imap-tools.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -120,3 +121,23 @@ def fetch_raw(mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes]:
 def set_socket_timeout(mailbox: BaseMailBox, seconds: float | None) -> None:
     sock: socket.socket = mailbox.client.sock
     sock.settimeout(seconds)
+
+
+def folder_status(mailbox: BaseMailBox, folder: str) -> tuple[int, int | None]:
+    """(UIDVALIDITY, HIGHESTMODSEQ or None) of ``folder``; HIGHESTMODSEQ only with CONDSTORE."""
+    items = "(UIDVALIDITY HIGHESTMODSEQ)" if has_capability(mailbox, "CONDSTORE") else "(UIDVALIDITY)"
+    typ, data = mailbox.client.status(encode_folder(folder), items)
+    if typ != "OK" or not data or not data[0]:
+        raise imaplib.IMAP4.error(f"STATUS failed for folder {folder!r}: {typ}")
+    values = {k.decode(): int(v) for k, v in _STATUS_ITEM.findall(data[0])}
+    if "UIDVALIDITY" not in values:
+        raise imaplib.IMAP4.error(f"STATUS of {folder!r} has no UIDVALIDITY")
+    return values["UIDVALIDITY"], values.get("HIGHESTMODSEQ")
+
+
+def encode_folder(folder: str) -> str:
+    """Modified UTF-7 and quoting, as imap-tools does for its own commands."""
+    from imap_tools.imap_utf7 import utf7_encode
+
+    encoded = utf7_encode(folder).decode("ascii")
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'

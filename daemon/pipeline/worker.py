@@ -97,8 +97,11 @@ class Worker:
                 messages = list(
                     session.execute(select(Message).where(Message.id.in_(ids)).order_by(Message.id)).scalars()
                 )
+                session.commit()  # end the read; the stage starts its own transactions
                 try:
                     outcomes = stage.process(session, messages)
+                    if session.in_transaction():
+                        session.commit()
                 except Exception as exc:
                     if session.in_transaction():
                         session.rollback()
