@@ -125,7 +125,7 @@ class Service:
         if health_server is not None:
             health_server.close()
         timeout = self.settings.daemon.shutdown_timeout
-        done, pending = await asyncio.wait(worker_tasks, timeout=timeout)
+        _, pending = await asyncio.wait(worker_tasks, timeout=timeout)
         for task in pending:
             task.cancel()
         if pending:

@@ -111,7 +111,10 @@ class DaemonProcess:
 
 
 def wait_for(
-    condition: Callable[[], Any], timeout: float = 20, what: str = "condition", diagnostics: Callable[[], str] | None = None
+    condition: Callable[[], Any],
+    timeout: float = 20,
+    what: str = "condition",
+    diagnostics: Callable[[], str] | None = None,
 ) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -134,8 +134,8 @@ class FolderWatcher:
     def _idle(self, mailbox: BaseMailBox) -> None:
         """IDLE until something happens, the renewal time passes or we are told to stop."""
         client = mailbox.client
-        tag = client._command("IDLE")  # noqa: SLF001 - imaplib has no public IDLE
-        while (response := client._get_response()) is not None:  # noqa: SLF001 - None = '+ idling'
+        tag = client._command("IDLE")
+        while (response := client._get_response()) is not None:
             if response.startswith(tag):
                 raise imaplib.IMAP4.error(f"IDLE refused: {response[:200]!r}")
         deadline = time.monotonic() + self.account.idle_renew_seconds
@@ -146,7 +146,7 @@ class FolderWatcher:
                 readable, _, _ = select.select([sock], [], [], 1.0)
                 if not readable:
                     continue
-            line = client._get_line()  # noqa: SLF001 - raises IMAP4.abort on EOF
+            line = client._get_line()
             if line.startswith(b"* BYE"):
                 raise ServerSaidBye(line[6:].decode("ascii", "replace")[:200])
             if any(word in line for word in _ACTIVITY):
@@ -158,7 +158,7 @@ class FolderWatcher:
         client = mailbox.client
         client.send(b"DONE\r\n")
         while True:
-            line = client._get_line()  # noqa: SLF001
+            line = client._get_line()
             if line.startswith(tag):
                 return
             if line.startswith(b"* BYE"):

@@ -8,6 +8,7 @@ to COPY + \\Deleted + a plain EXPUNGE that removes *every* deleted message in th
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
 import socket
@@ -71,10 +72,8 @@ def connect(account: AccountSettings) -> BaseMailBox:
 
 
 def _close_quietly(mailbox: BaseMailBox) -> None:
-    try:
+    with contextlib.suppress(Exception):
         mailbox.client.shutdown()
-    except Exception:
-        pass
 
 
 def close(mailbox: BaseMailBox) -> None:

@@ -31,7 +31,7 @@ class StoreHandler:
         self.account_name = account_name
         self.on_stored = on_stored
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
             result = await asyncio.to_thread(self._store, raw)

@@ -1,0 +1,45 @@
+"""MIME parsing on plain bytes: decoding, HTML, attachments, and what counts as unparseable."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.ingest.mime import Unparseable, parse_message, quick_message_id
+
+
+def test_rfc2047_headers_and_html_only_body():
+    raw = (b"From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <Joerg@Example.DE>\r\nTo: a@b.c, \"B\" <b@c.d>\r\n"
+           b"Subject: =?iso-8859-1?q?Gr=FC=DFe?=\r\nMessage-ID: <x@y>\r\nDate: Tue, 24 Nov 2026 09:00:00 +0100\r\n"
+           b"Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Hello <b>world</b></p>"
+           b"<ul><li>one</li></ul></body></html>")
+    parsed = parse_message(raw)
+    assert parsed.subject == "Grüße"
+    assert (parsed.from_name, parsed.from_addr, parsed.from_domain) == ("Jörg Müller", "joerg@example.de", "example.de")
+    assert parsed.to_addrs == ["a@b.c", "b@c.d"]
+    assert parsed.body_from_html and "Hello world" in parsed.body_text and "one" in parsed.body_text
+    assert parsed.sent_at is not None and parsed.sent_at.utcoffset().total_seconds() == 3600
+    assert quick_message_id(raw) == "<x@y>"
+
+
+def test_plain_part_preferred_and_attachments_listed():
+    raw = (b"From: a@b.c\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+           b"--B\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n"
+           b"--A\r\nContent-Type: text/plain\r\n\r\nplain text\r\n"
+           b"--A\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--A--\r\n"
+           b"--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"r.pdf\"\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--B--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.body_text.strip() == "plain text" and not parsed.body_from_html
+    assert [(a.filename, a.content_type, a.size) for a in parsed.attachments] == [("r.pdf", "application/pdf", 4)]
+
+
+def test_unknown_charset_and_nul_bytes_are_repaired():
+    raw = b"From: a@b.c\r\nSubject: x\r\nContent-Type: text/plain; charset=klingon\r\n\r\nCaf\xe9\x00 ok\r\n"
+    parsed = parse_message(raw)
+    assert "\x00" not in parsed.body_text and parsed.body_text.startswith("Caf")
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \r\n", b"no header here, just text\r\n"])
+def test_nothing_to_parse_is_unparseable(raw):
+    with pytest.raises(Unparseable):
+        parse_message(raw)
