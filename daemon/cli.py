@@ -41,6 +41,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.service import Service
 
     db = open_database(settings, migrate=not args.no_migrate)
+    if args.demo and not settings.accounts and not settings.smtp_ingress.enabled:
+        from daemon.importer import demo_mbox, import_paths
+
+        counts = import_paths(db, "demo", [demo_mbox()])
+        log.info("no account configured: imported the bundled demo messages (%s); see `mailsense status`",
+                 ", ".join(f"{k} {v}" for k, v in counts.items()))
     try:
         return asyncio.run(Service(settings, db).run())
     finally:
@@ -53,6 +59,20 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings)
     print(f"database at revision {migrations.current_revision(db.engine)}")
     db.dispose()
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything a first start needs, done once: schema, then each feature's set-up (starter model...)."""
+    db = open_database(settings)
+    try:
+        for name in FEATURE_CLIS:
+            module = _optional_module(name)
+            if module is not None and hasattr(module, "setup"):
+                module.setup(settings, db)
+    finally:
+        db.dispose()
+    print("set-up complete")
     return 0
 
 
@@ -136,11 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon until SIGTERM")
     run.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    run.add_argument("--demo", action="store_true",
+                     help="with no account configured, import the bundled sample messages first")
     run.set_defaults(handler=cmd_run)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply migrations (creates the embedded server if needed)").set_defaults(
         handler=cmd_db_upgrade
+    )
+
+    sub.add_parser("setup", help="first-run set-up: schema, starter spam model (done once, cached)").set_defaults(
+        handler=cmd_setup
     )
 
     status = sub.add_parser("status", help="per account/folder: connection, checkpoint, messages by state")

@@ -77,7 +77,9 @@ class AccountSettings(Section):
     ca_file: str = Field("", description="extra CA bundle or self-signed certificate to trust")
     user: str = Field(min_length=1, description="the IMAP login name")
     password_env: str = Field("", description="name of the environment variable holding the password")
-    password_file: str = Field("", description="file holding the password (for example a systemd credential)")
+    password_file: str = Field(
+        "", description="file holding the password, e.g. '$CREDENTIALS_DIRECTORY/support' (systemd LoadCredential=)"
+    )
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1, description="folders to watch")
     idle: bool = Field(True, description="use IMAP IDLE when the server supports it")
     poll_seconds: float = Field(60.0, gt=0, description="polling interval when IDLE is off or unsupported")
@@ -105,7 +107,8 @@ class AccountSettings(Section):
     def password(self) -> str:
         """Read the secret at connect time, so a rotated credential file is picked up."""
         if self.password_file:
-            path = Path(self.password_file)
+            # $CREDENTIALS_DIRECTORY is where systemd's LoadCredential= puts secrets.
+            path = Path(os.path.expandvars(self.password_file))
             try:
                 return path.read_text().strip()
             except OSError as exc:

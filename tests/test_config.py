@@ -101,3 +101,10 @@ def test_cli_exits_78_with_the_message(tmp_path, capsys):
     code = main(["-c", str(write(tmp_path, "[daemon]\nworkers = 'many'\n")), "check-config"])
     assert code == 78
     assert "daemon.workers" in capsys.readouterr().err
+
+
+def test_the_example_config_is_valid():
+    from tests.helpers import REPO
+
+    settings = load_settings(REPO / "config" / "mailsense.toml", environ={})
+    assert settings.accounts == [] and settings.smtp_ingress.enabled is False
