@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -107,6 +108,12 @@ class Message(Base):
     body_text: Mapped[str | None] = mapped_column(Text)
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     parse_defects: Mapped[list[str] | None] = mapped_column(JSONB)
+
+    # Filled by the classify stage (columns added by migration 0002_spam).
+    spam_verdict: Mapped[str | None] = mapped_column(Text)  # spam | unsure | ham
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    classified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Work-queue state (see daemon/db/queue.py for the claim SQL).
     stage: Mapped[str] = mapped_column(String(40))

@@ -15,13 +15,18 @@ from daemon.pipeline.parse import ParseStage
 from daemon.pipeline.stage import Stage
 
 # Every stage name that may appear in messages.stage, in flow order.
-KNOWN_STAGES: tuple[str, ...] = ("parse", "classify", "draft")
+KNOWN_STAGES: tuple[str, ...] = ("parse", "classify", "file", "draft")
 FIRST_STAGE = KNOWN_STAGES[0]
 
 
 def build_stages(settings: Settings, db: Database) -> list[Stage]:
     """The stages active under ``settings``, in flow order."""
     stages: list[Stage] = [ParseStage()]
+    if settings.spam.enabled:
+        from daemon.spam.actions import FileStage
+        from daemon.spam.classify import ClassifyStage
+
+        stages += [ClassifyStage(settings.spam, db), FileStage(settings)]
     return stages
 
 

@@ -1,5 +1,7 @@
 """Configuration of the spam stage: ``[spam]`` globally and ``[accounts.spam]`` per account."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from daemon.settings_base import Section
@@ -21,3 +23,10 @@ class AccountSpamSettings(Section):
     junk_folder: str = Field(
         "", description="folder for spam; empty means the folder with SPECIAL-USE \\Junk, else 'Junk'"
     )
+    spam_keyword: str = Field("$Junk", description="IMAP keyword set on spam; empty = none")
+    unsure_action: Literal["keyword", "move", "none"] = Field(
+        "keyword", description="'keyword' (flag it in place), 'move' (to unsure_folder) or 'none'"
+    )
+    unsure_folder: str = Field("Junk/Unsure", description="folder for unsure mail when unsure_action = 'move'")
+    unsure_keyword: str = Field("$Unsure", description="IMAP keyword set on unsure mail; empty = none")
+    ham_keyword: str = Field("", description="IMAP keyword set on ham, e.g. '$NotJunk'; empty = none")

@@ -1,0 +1,158 @@
+"""The ``file`` stage: carry out a spam verdict in the mailbox, exactly once.
+
+The plan (move to Junk, set ``$Junk`` ...) is committed in ``mail_actions`` before the IMAP
+command is sent, and marked done after it. A crash in between leaves a pending row; the retry
+finds the message already gone from the source folder and present in the target, and only
+marks the row done. So a move happens once, whatever crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from imap_tools import BaseMailBox
+from sqlalchemy import DateTime, ForeignKey, String, Text, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from daemon.config import AccountSettings, Settings
+from daemon.db.base import Base
+from daemon.db.models import Account, Folder, Message
+from daemon.ingest import imap_client
+from daemon.pipeline.stage import Outcome
+from daemon.pipeline.worker import describe_error
+from daemon.spam import mailbox_ops
+from daemon.spam.settings import AccountSpamSettings
+
+log = logging.getLogger(__name__)
+
+
+class MailAction(Base):
+    """What we decided to do to a message in its mailbox, and whether it is done."""
+
+    __tablename__ = "mail_actions"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(10))
+    keyword: Mapped[str | None] = mapped_column(String(100))
+    destination: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done | skipped
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Plan:
+    keyword: str | None
+    destination: str | None  # a folder name, or "\\Junk" for the account's Junk folder
+
+
+def plan_for(verdict: str, rules: AccountSpamSettings) -> Plan | None:
+    """What a verdict means for the mailbox under the account's rules; None = leave it alone."""
+    if verdict == "spam":
+        plan = Plan(rules.spam_keyword or None, "\\Junk" if rules.move_spam else None)
+    elif verdict == "unsure":
+        if rules.unsure_action == "none":
+            return None
+        plan = Plan(rules.unsure_keyword or None, rules.unsure_folder if rules.unsure_action == "move" else None)
+    else:
+        plan = Plan(rules.ham_keyword or None, None)
+    return plan if (plan.keyword or plan.destination) else None
+
+
+class FileStage:
+    name = "file"
+    batch_size = 16
+
+    def __init__(self, settings: Settings) -> None:
+        self.accounts = {a.name: a for a in settings.accounts}
+        self._connections: dict[str, BaseMailBox] = {}
+        self._junk: dict[str, str] = {}
+
+    def waiting_reason(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        for mailbox in self._connections.values():
+            imap_client.close(mailbox)
+        self._connections.clear()
+
+    def process(self, session: Session, messages: list[Message]) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        for message in messages:
+            try:
+                outcomes[message.id] = self._file(session, message)
+            except Exception as exc:
+                if session.in_transaction():
+                    session.rollback()
+                account = self._account_name(session, message)
+                if account in self._connections:  # the connection may be broken: start afresh next time
+                    imap_client.close(self._connections.pop(account))
+                outcomes[message.id] = Outcome.retry(describe_error(exc))
+        return outcomes
+
+    def _account_name(self, session: Session, message: Message) -> str:
+        return session.execute(select(Account.name).where(Account.id == message.account_id)).scalar_one()
+
+    def _file(self, session: Session, message: Message) -> Outcome:
+        verdict = getattr(message, "spam_verdict", None) or "ham"
+        after = Outcome.finish(f"{verdict}: no draft") if verdict != "ham" else Outcome.next()
+        account = self.accounts.get(self._account_name(session, message))
+        if message.source != "imap" or message.uid is None or message.folder_id is None or account is None:
+            return after  # nothing to act on: SMTP ingress, imports, or an account no longer configured
+        plan = plan_for(verdict, account.spam)
+        if plan is None:
+            return after
+        with session.begin():
+            session.execute(
+                insert(MailAction)
+                .values(message_id=message.id, verdict=verdict, keyword=plan.keyword, destination=plan.destination)
+                .on_conflict_do_nothing(index_elements=["message_id"])
+            )
+            action = session.get(MailAction, message.id)
+            assert action is not None
+            if action.status != "pending":
+                return after  # done before a crash: never twice
+            folder = session.get(Folder, message.folder_id)
+            assert folder is not None
+            folder_name = folder.name
+        status, detail = self._execute(account, message, folder_name, plan)
+        with session.begin():
+            action = session.get(MailAction, message.id)
+            assert action is not None
+            action.status, action.detail, action.done_at = status, detail, func.now()
+        log.info("message %d (%s): %s%s", message.id, verdict, status, f" ({detail})" if detail else "")
+        return after
+
+    def _mailbox(self, account: AccountSettings) -> BaseMailBox:
+        mailbox = self._connections.get(account.name)
+        if mailbox is None:
+            mailbox = imap_client.connect(account)
+            self._connections[account.name] = mailbox
+        return mailbox
+
+    def _execute(self, account: AccountSettings, message: Message, folder: str, plan: Plan) -> tuple[str, str]:
+        mailbox = self._mailbox(account)
+        destination = plan.destination
+        if destination == "\\Junk":
+            if account.name not in self._junk:
+                self._junk[account.name] = mailbox_ops.junk_folder(mailbox, account.spam.junk_folder)
+            destination = self._junk[account.name]
+        elif destination:
+            mailbox_ops.ensure_folder(mailbox, destination)
+        target = mailbox_ops.Target(folder, message.uidvalidity or 0, message.uid or 0, message.message_id,
+                                    message.content_sha256)
+        uid = mailbox_ops.locate(mailbox, target)
+        if uid is None:
+            if destination and mailbox_ops.is_in_folder(mailbox, destination, message.message_id):
+                return "done", f"already in {destination}"
+            return "skipped", f"no longer in {folder} (moved or deleted by someone else)"
+        if plan.keyword:
+            mailbox_ops.add_keyword(mailbox, uid, plan.keyword)
+        if destination and destination != folder:
+            mailbox_ops.move(mailbox, uid, destination)
+            return "done", f"moved to {destination}"
+        return "done", f"keyword {plan.keyword}"
