@@ -71,6 +71,7 @@ class FileStage:
         self.accounts = {a.name: a for a in settings.accounts}
         self._connections: dict[str, BaseMailBox] = {}
         self._junk: dict[str, str] = {}
+        self.accounts_by_id: dict[int, str] = {}
 
     def waiting_reason(self) -> str | None:
         return None
@@ -88,25 +89,27 @@ class FileStage:
             except Exception as exc:
                 if session.in_transaction():
                     session.rollback()
-                account = self._account_name(session, message)
+                account = self.accounts_by_id.get(message.account_id)
                 if account in self._connections:  # the connection may be broken: start afresh next time
                     imap_client.close(self._connections.pop(account))
                 outcomes[message.id] = Outcome.retry(describe_error(exc))
         return outcomes
 
     def _account_name(self, session: Session, message: Message) -> str:
-        return session.execute(select(Account.name).where(Account.id == message.account_id)).scalar_one()
+        name = session.execute(select(Account.name).where(Account.id == message.account_id)).scalar_one()
+        self.accounts_by_id[message.account_id] = name
+        return name
 
     def _file(self, session: Session, message: Message) -> Outcome:
-        verdict = getattr(message, "spam_verdict", None) or "ham"
+        verdict = message.spam_verdict or "ham"
         after = Outcome.finish(f"{verdict}: no draft") if verdict != "ham" else Outcome.next()
-        account = self.accounts.get(self._account_name(session, message))
-        if message.source != "imap" or message.uid is None or message.folder_id is None or account is None:
-            return after  # nothing to act on: SMTP ingress, imports, or an account no longer configured
-        plan = plan_for(verdict, account.spam)
-        if plan is None:
-            return after
         with session.begin():
+            account = self.accounts.get(self._account_name(session, message))
+            if message.source != "imap" or message.uid is None or message.folder_id is None or account is None:
+                return after  # nothing to act on: SMTP ingress, imports, or an account no longer configured
+            plan = plan_for(verdict, account.spam)
+            if plan is None:
+                return after
             session.execute(
                 insert(MailAction)
                 .values(message_id=message.id, verdict=verdict, keyword=plan.keyword, destination=plan.destination)
