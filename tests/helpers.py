@@ -47,6 +47,7 @@ def write_config(state_dir: Path, db_url: str, dovecot: Any, user: str, **overri
         "daemon": {"state_dir": str(state_dir), "workers": 2, "shutdown_timeout": 10},
         "database": {"url": db_url},
         "pipeline": {"poll_seconds": 0.5, "retry_base_seconds": 0.5},
+        "spam": {"enabled": False},  # ingestion tests stop after parsing; spam tests switch it on
     }
     with_account = overrides.pop("accounts", True)
     for key, value in overrides.items():

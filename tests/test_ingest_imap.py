@@ -125,3 +125,23 @@ def test_uidvalidity_change_reprocesses_nothing(daemon_factory, dovecot, mailbox
     parsed = metric(port, 'mailsense_stage_outcomes_total{outcome="next",stage="parse"}')
     assert parsed == 1.0
     assert daemon.terminate() == 0
+
+
+def test_status_shows_connection_checkpoint_and_states(daemon_factory, dovecot, mailbox_user, db):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    dovecot.append(mailbox_user, "INBOX", make_message("for status"))
+    daemon = daemon_factory().start()
+    wait_for(lambda: count(db, "stage = 'done'") == 1, 20, "the message", daemon.log)
+    out = subprocess.run([sys.executable, "-m", "daemon.cli", "-c", str(daemon.config), "status"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    uid = dovecot.uids(mailbox_user, "INBOX")[-1]
+    assert f"test / INBOX: connected, UIDVALIDITY {dovecot.uidvalidity(mailbox_user, 'INBOX')}, last UID {uid}" in out
+    assert "messages: done 1" in out
+    assert daemon.terminate() == 0
+    out = subprocess.run([sys.executable, "-m", "daemon.cli", "-c", str(daemon.config), "status"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "test / INBOX: not connected" in out

@@ -112,7 +112,9 @@ class Message(Base):
     # Filled by the classify stage (columns added by migration 0002_spam).
     spam_verdict: Mapped[str | None] = mapped_column(Text)  # spam | unsure | ham
     spam_score: Mapped[float | None] = mapped_column(Float)
-    spam_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    # The foreign key to model_versions lives in the migration; declaring it here would make the
+    # core models depend on the spam package being imported.
+    spam_model_version_id: Mapped[int | None] = mapped_column(Integer)
     classified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Work-queue state (see daemon/db/queue.py for the claim SQL).

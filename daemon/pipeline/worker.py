@@ -37,7 +37,6 @@ class Worker:
         self.pipeline = pipeline
         self.settings = settings
         self.wakeup = asyncio.Event()
-        self._waiting_logged: dict[str, str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in flight is finished, never abandoned half-way."""
@@ -60,15 +59,7 @@ class Worker:
                 task.cancel()
 
     def _ready_stages(self) -> list[str]:
-        ready = []
-        for name, reason in self.pipeline.claimable().items():
-            if reason is None:
-                ready.append(name)
-                self._waiting_logged.pop(name, None)
-            elif self._waiting_logged.get(name) != reason:
-                log.warning("stage %s is waiting: %s", name, reason)
-                self._waiting_logged[name] = reason
-        return ready
+        return [name for name, reason in self.pipeline.claimable().items() if reason is None]
 
     def run_once(self) -> bool:
         """Claim and process one round of work; return whether there was any."""
