@@ -23,6 +23,7 @@ from sqlalchemy import func, update
 from daemon.config import AccountSettings
 from daemon.db.models import Folder
 from daemon.db.session import Database
+from daemon.errors import describe_error
 from daemon.ingest import imap_client
 from daemon.ingest.backoff import Backoff, OutageLog
 from daemon.ingest.store import Stored, ensure_folder, store_imap_message
@@ -79,9 +80,9 @@ class FolderWatcher:
                 self._failed("tls", f"TLS certificate not trusted: {exc.verify_message}; set ca_file or fix the "
                              "server certificate", min_delay=30.0)
             except imap_client.CONNECTION_ERRORS as exc:
-                self._failed("connection", f"{type(exc).__name__}: {str(exc)[:200]}")
+                self._failed("connection", describe_error(exc))
             except Exception as exc:  # a database outage or a bug: never let it kill the watcher
-                self._failed("other", f"{type(exc).__name__}: {str(exc)[:200]}")
+                self._failed("other", describe_error(exc))
             finally:
                 if mailbox is not None:
                     imap_client.close(mailbox)

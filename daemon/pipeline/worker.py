@@ -17,17 +17,12 @@ from daemon.config import PipelineSettings
 from daemon.db import queue
 from daemon.db.models import Message
 from daemon.db.session import Database
+from daemon.errors import describe_error
 from daemon.metrics import STAGE_OUTCOMES, STAGE_SECONDS
 from daemon.pipeline.stage import Outcome
 from daemon.pipeline.stages import Pipeline
 
 log = logging.getLogger(__name__)
-
-
-def describe_error(exc: BaseException) -> str:
-    """An error line fit for logs and the database: type and message, never a message body."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:300]}"
 
 
 class Worker:
@@ -41,14 +36,19 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a batch in flight is finished, never abandoned half-way."""
         idle_delay = self.settings.poll_seconds
+        failing = False
         while not stop.is_set():
             try:
                 worked = await asyncio.to_thread(self.run_once)
+                if failing:
+                    log.info("worker %s: working again", self.name)
+                    failing = False
                 idle_delay = self.settings.poll_seconds
             except Exception as exc:  # database down: back off, log once per outage
                 worked = False
-                if idle_delay == self.settings.poll_seconds:
+                if not failing:
                     log.error("worker %s: %s; retrying with backoff", self.name, describe_error(exc))
+                    failing = True
                 idle_delay = min(idle_delay * 2, 60.0)
             if worked:
                 continue

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from daemon.config import AccountSettings, Settings
 from daemon.db.base import Base
 from daemon.db.models import Account, Folder, Message
+from daemon.errors import describe_error
 from daemon.ingest import imap_client
 from daemon.pipeline.stage import Outcome
-from daemon.pipeline.worker import describe_error
 from daemon.spam import mailbox_ops
 from daemon.spam.settings import AccountSpamSettings
 

@@ -1,0 +1,51 @@
+"""A Postgres outage while the daemon runs: no crash, no log flood, and nothing lost afterwards."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pgserver
+from sqlalchemy import create_engine, text
+
+from daemon.db import migrate
+from daemon.db.embedded import to_sqlalchemy_url
+from tests.helpers import DaemonProcess, make_message, wait_for, write_config
+
+
+def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
+    data_dir = Path(tempfile.mkdtemp(prefix="mailsense-pg-outage-"))
+    data_dir.chmod(0o755)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    url = to_sqlalchemy_url(server.get_uri())
+    migrate.upgrade(url)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM messages WHERE stage = 'done'")).scalar_one()
+
+    config = write_config(state_dir, url, dovecot, mailbox_user)
+    daemon = DaemonProcess(config, env={"MAILSENSE_TEST_PASSWORD": dovecot.users[mailbox_user]}).start()
+    try:
+        dovecot.append(mailbox_user, "INBOX", make_message("before the outage"))
+        wait_for(lambda: stored() == 1, 20, "first message", daemon.log)
+        engine.dispose()
+        server.cleanup()  # stops the server: this process holds its only handle
+        for i in range(3):
+            dovecot.append(mailbox_user, "INBOX", make_message(f"during the outage {i}"))
+        time.sleep(8)
+        assert daemon.running()
+        outage_log = daemon.log()
+        errors = [line for line in outage_log.splitlines() if " ERROR " in line]
+        assert 1 <= len(errors) <= 4, outage_log  # one per component (watcher, workers), not one per retry
+
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        wait_for(lambda: stored() == 4, 90, "the messages that arrived during the outage", daemon.log)
+        assert "Traceback" not in daemon.log()
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        engine.dispose()
+        server.cleanup()
