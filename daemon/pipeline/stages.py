@@ -31,6 +31,10 @@ def build_stages(settings: Settings, db: Database) -> list[Stage]:
         from daemon.spam.classify import ClassifyStage
 
         stages += [ClassifyStage(settings.spam, db), FileStage(settings)]
+    if settings.drafts.enabled:
+        from daemon.drafts.stage import DraftStage
+
+        stages.append(DraftStage(settings, db))
     return stages
 
 

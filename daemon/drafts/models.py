@@ -1,0 +1,54 @@
+"""The ``drafts`` table: one reply draft per message, waiting for a person.
+
+``message_id`` is unique, so reprocessing a message (a retry, a requeue, a crash before the
+worker recorded the outcome) updates the one draft instead of adding a second. The update
+itself is conditional (see ``daemon.drafts.stage``): a draft a person has edited, or one that
+has moved on to approved/rejected/sent, is never overwritten.
+
+``text`` is NULL when the draft needs a human: low confidence means we write nothing, and
+the reviewer gets the retrieved sources in ``citations`` instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from daemon.db.base import Base
+
+STATUSES = ("pending", "needs_human", "approved", "rejected", "sent")
+REWRITABLE = ("pending", "needs_human")
+"""Statuses a reprocessing may overwrite (and then only when no person edited the draft)."""
+
+
+class Draft(Base):
+    __tablename__ = "drafts"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'needs_human', 'approved', 'rejected', 'sent')", name="status"
+        ),
+        Index("ix_drafts_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str | None] = mapped_column(Text)  # NULL for needs_human: nothing invented
+    # [{"n", "chunk_id", "document_id", "title", "heading_path", "audience", "score", "similarity", "quoted"}]
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    confidence: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)  # why needs_human, for the reviewer
+    backend: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(Text)
+    edited_by_human: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

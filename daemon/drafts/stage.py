@@ -1,0 +1,245 @@
+"""The ``draft`` stage: a reply draft for every ham message a person wrote to us.
+
+Per message: eligibility (``daemon.drafts.eligibility``) → the query (subject + new body
+text, ``daemon.kb.query``) → hybrid retrieval (``daemon.kb.search``) → composition
+(``daemon.drafts.compose``) → one row in ``drafts``.
+
+Exactly one draft per message: the row is upserted on ``message_id``, and the update only
+applies while no person has edited the draft and it is still ``pending``/``needs_human``, so
+a retry, a requeue or a crash before the outcome was recorded never adds a second draft or
+overwrites a person's work. A requeued message does get a fresh draft (a newer KB).
+
+The embedding model (and the generator backend) load on first use, from ``waiting_reason``:
+until they are loaded and the knowledge base has chunks embedded by the same model,
+messages wait here rather than getting drafts without sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from daemon.db.models import Account, Folder, Message
+from daemon.drafts.backends.base import Backend, BackendError
+from daemon.drafts.compose import Composer, Composition
+from daemon.drafts.eligibility import MailFacts, Rules, skip_reason
+from daemon.drafts.models import REWRITABLE, Draft
+from daemon.kb.query import build_query
+from daemon.kb.search import SearchHit, SearchParams, search
+from daemon.pipeline.stage import Outcome
+from daemon.pipeline.worker import describe_error
+
+if TYPE_CHECKING:
+    from daemon.config import AccountSettings, Settings
+    from daemon.db.session import Database
+    from daemon.drafts.settings import DraftSettings
+    from daemon.kb.embeddings import Embedder
+    from daemon.kb.settings import KBSettings
+
+log = logging.getLogger(__name__)
+
+RECHECK_READY_SECONDS = 30.0
+RECHECK_WAITING_SECONDS = 5.0
+
+
+def search_params(kb: KBSettings, limit: int) -> SearchParams:
+    """The retrieval parameters of ``[kb]`` (as ``mailsense kb search`` uses them), hybrid mode.
+
+    Every ``SearchParams`` field that ``[kb]`` also has is taken from it (``candidates`` is
+    ``search_candidates`` there), so a tuning knob added to ``[kb]`` reaches drafts too.
+    """
+    names = {f.name for f in dataclasses.fields(SearchParams)} - {"mode", "limit"}
+    values = {name: getattr(kb, name) for name in names if name in type(kb).model_fields}
+    values["candidates"] = kb.search_candidates
+    return SearchParams(mode="hybrid", limit=limit, **values)
+
+
+def make_backend(settings: DraftSettings, embedder: Embedder) -> Backend:
+    if settings.backend == "openai":
+        from daemon.drafts.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(settings.openai)
+    if settings.backend == "local":
+        from daemon.drafts.backends.local import LocalBackend
+
+        backend = LocalBackend(settings.local)
+        backend.load()  # a missing or broken model shows up as the stage's waiting reason
+        return backend
+    from daemon.drafts.backends.extractive import ExtractiveBackend
+
+    return ExtractiveBackend(embedder, max_sentences=settings.max_sentences)
+
+
+def account_rules(settings: Settings, account: AccountSettings | None) -> Rules:
+    """Own addresses (global, the account's, its login when it is an address) and the account's scope."""
+    own = list(settings.drafts.own_addresses)
+    if account is None:
+        return Rules.build(own)
+    own += account.drafts.own_addresses
+    if "@" in account.user:
+        own.append(account.user)
+    return Rules.build(own, account.drafts.recipients, account.drafts.folders)
+
+
+class DraftStage:
+    name = "draft"
+
+    def __init__(self, settings: Settings, db: Database, embedder: Embedder | None = None) -> None:
+        """``embedder`` lets a caller share an already loaded model (tests); by default ``[kb]``'s is loaded."""
+        self.settings = settings
+        self.db = db
+        self.batch_size = settings.drafts.batch_size
+        self.accounts = {a.name: a for a in settings.accounts}
+        self._lock = threading.Lock()
+        self._inference = threading.Lock()  # the cores are shared: one message's models at a time
+        self._embedder: Embedder | None = embedder
+        self._composer: Composer | None = None
+        self._problem: str | None = "not started"
+        self._checked_at = -1e9
+        self._names: dict[tuple[str, int], str] = {}
+
+    # -- readiness ---------------------------------------------------------------------------
+
+    def waiting_reason(self) -> str | None:
+        period = RECHECK_WAITING_SECONDS if self._problem else RECHECK_READY_SECONDS
+        if time.monotonic() - self._checked_at >= period:
+            self._refresh()
+        return self._problem
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked_at < RECHECK_WAITING_SECONDS:
+                return  # another worker just did it
+            try:
+                self._problem = self._check()
+            except Exception as exc:  # a broken model path or endpoint config: say so, keep waiting
+                self._problem = f"draft stage cannot start: {describe_error(exc)}"
+            self._checked_at = time.monotonic()
+
+    def _check(self) -> str | None:
+        from daemon.kb.cli import embedder_from_settings
+        from daemon.kb.models import KBChunk, KBEmbeddingModel
+
+        if self._embedder is None:
+            embedder = embedder_from_settings(self.settings)  # the same mapping of [kb] as `kb add`
+            embedder.embed(["warm up"])  # loads the model now, not inside the first message's transaction
+            self._embedder = embedder
+        if self._composer is None:
+            self._composer = Composer(make_backend(self.settings.drafts, self._embedder), self.settings.drafts)
+            log.info("draft stage ready: backend %s, model %s", self._composer.backend.name,
+                     self._composer.backend.model)
+        with self.db.session() as s:
+            chunks = s.scalar(select(func.count()).select_from(KBChunk).where(KBChunk.embedding.is_not(None)))
+            stored = s.get(KBEmbeddingModel, 1)
+        if not chunks:
+            return "the knowledge base is empty: add documents with `mailsense kb add PATH`"
+        if stored is None or stored.name != self._embedder.name:
+            return (f"the knowledge base was embedded with {stored.name if stored else 'an unknown model'}, "
+                    f"drafts use {self._embedder.name}: run `mailsense kb sync` or `kb add` to re-embed")
+        return None
+
+    # -- work ----------------------------------------------------------------------------------
+
+    def process(self, session: Session, messages: list[Message]) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        for message in messages:
+            try:
+                outcomes[message.id] = self._draft(session, message)
+            except Exception as exc:  # BackendError (endpoint down) and database hiccups alike: retry later
+                if session.in_transaction():
+                    session.rollback()
+                level = logging.WARNING if isinstance(exc, BackendError) else logging.ERROR
+                log.log(level, "message %d: draft failed: %s", message.id, describe_error(exc))
+                outcomes[message.id] = Outcome.retry(describe_error(exc))
+        return outcomes
+
+    def _name(self, session: Session, table: type[Account] | type[Folder], row_id: int | None) -> str | None:
+        if row_id is None:
+            return None
+        key = (table.__tablename__, row_id)
+        if key not in self._names:
+            name = session.execute(select(table.name).where(table.id == row_id)).scalar_one_or_none()
+            if name is None:
+                return None
+            self._names[key] = name
+        return self._names[key]
+
+    def _draft(self, session: Session, message: Message) -> Outcome:
+        composer, embedder = self._composer, self._embedder
+        if composer is None or embedder is None:
+            return Outcome.retry(self._problem or "draft stage not ready")
+        with session.begin():
+            account_name = self._name(session, Account, message.account_id)
+            folder_name = self._name(session, Folder, message.folder_id)
+            existing = session.execute(
+                select(Draft.status, Draft.edited_by_human).where(Draft.message_id == message.id)
+            ).one_or_none()
+        account = self.accounts.get(account_name or "")
+        if account is not None and not account.drafts.enabled:
+            return self._skip(message, "drafts are off for this account")
+        facts = MailFacts(
+            from_addr=message.from_addr or "",
+            to_addrs=list(message.to_addrs or []),
+            headers=message.headers or {},
+            folder=folder_name,
+            spam_verdict=message.spam_verdict,
+        )
+        reason = skip_reason(facts, account_rules(self.settings, account))
+        if reason:
+            return self._skip(message, reason)
+        if existing is not None and (existing.edited_by_human or existing.status not in REWRITABLE):
+            log.info("message %d: draft kept (%s%s)", message.id, existing.status,
+                     ", edited by a person" if existing.edited_by_human else "")
+            return Outcome.next()
+
+        query = build_query(message.subject, message.body_text)
+        with self._inference:
+            vector = embedder.embed_query(query) if query else None
+        hits: list[SearchHit] = []
+        if vector is not None:
+            with session.begin():
+                params = search_params(self.settings.kb, self.settings.drafts.retrieve_chunks)
+                hits = search(session, query, embedder, params, query_vector=vector)
+        # A remote endpoint does its work elsewhere: only local models take the CPU lock.
+        lock = contextlib.nullcontext() if composer.backend.name == "openai" else self._inference
+        with lock:
+            composition = composer.compose(query, hits, message.from_name)
+        with session.begin():
+            written = save(session, message.id, composition)
+        log.info("message %d: draft %s (confidence %.2f, %d sources)%s", message.id, composition.status,
+                 composition.confidence, len(composition.citations),
+                 "" if written else " not written: edited meanwhile")
+        return Outcome.next()
+
+    @staticmethod
+    def _skip(message: Message, reason: str) -> Outcome:
+        log.info("message %d: no draft (%s)", message.id, reason)
+        return Outcome.finish(f"no draft: {reason}")
+
+
+def save(session: Session, message_id: int, c: Composition) -> bool:
+    """Insert the draft, or update the existing one unless a person edited it or it moved on."""
+    values = {
+        "status": c.status,
+        "text": c.text,
+        "citations": c.citations,
+        "confidence": c.confidence,
+        "reason": c.reason,
+        "backend": c.backend,
+        "model": c.model,
+    }
+    stmt = insert(Draft).values(message_id=message_id, **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Draft.message_id],
+        set_={**values, "updated_at": func.now()},
+        where=(Draft.edited_by_human.is_(False)) & Draft.status.in_(REWRITABLE),
+    ).returning(Draft.id)
+    return session.execute(stmt).scalar_one_or_none() is not None

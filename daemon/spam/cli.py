@@ -1,0 +1,193 @@
+"""Spam commands: ``train spam``, ``classify``, ``eval spam`` and ``setup-model``.
+
+Handlers take ``(args, settings)`` and return the exit code; ``daemon/cli.py`` wires them in
+through :func:`register`. Output names files and figures, never message text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon.config import Settings
+
+if TYPE_CHECKING:
+    from daemon.db.session import Database
+    from daemon.spam.model import SpamModel
+
+log = logging.getLogger(__name__)
+
+EXIT_HAM, EXIT_SPAM, EXIT_ERROR = 0, 1, 2
+
+
+def _open_database(settings: Settings) -> Database:
+    from daemon.db import migrate
+    from daemon.db.embedded import embedded_url
+    from daemon.db.session import Database
+
+    url = settings.database_url() or embedded_url(settings.daemon.state_dir)
+    migrate.upgrade(url)
+    return Database.from_url(url, pool_size=settings.database.pool_size)
+
+
+def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
+    """``--model``, else ``spam.model_dir``, else the active version in the database."""
+    from daemon.spam import registry
+    from daemon.spam.model import SpamModel
+
+    explicit = getattr(args, "model", None) or settings.spam.model_dir
+    if explicit:
+        return SpamModel.load(Path(explicit))
+    db = _open_database(settings)
+    try:
+        with db.session() as session:
+            loaded = registry.load_active(session)
+    finally:
+        db.dispose()
+    if loaded is None:
+        raise LookupError("no active spam model: run `mailsense setup-model` or `mailsense train spam --activate`")
+    return loaded[1]
+
+
+def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.spam import registry
+    from daemon.spam.data import DataError, load_database, load_path
+    from daemon.spam.train import TrainConfig, train_model
+
+    config = TrainConfig(
+        base_model=Path(args.base) if args.base else None, epochs=args.epochs, max_length=args.max_length,
+        seed=args.seed, target_fpr=args.target_fpr, threads=args.threads,
+    )
+    out = Path(args.out) if args.out else (
+        Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
+    db = _open_database(settings)
+    try:
+        if args.data == "db":
+            with db.session() as session:
+                examples = load_database(session)
+        else:
+            examples = load_path(args.data, split=args.split)
+        result = train_model(examples, out, config, on_step=print)
+        with db.session() as session, session.begin():
+            version_id = registry.register(session, result, activate=args.activate)
+    except (DataError, FileExistsError, ValueError) as exc:
+        print(f"mailsense: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        db.dispose()
+    t = result.thresholds
+    print(f"model version {version_id} in {out}" + (" (active)" if args.activate else ""))
+    print(f"thresholds: spam >= {t.spam:.4f}, unsure >= {t.unsure:.4f} (target FPR {t.target_fpr:.2%})")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.ingest.mime import Unparseable, parse_message
+
+    try:
+        model = _load_model(args, settings)
+    except (LookupError, FileNotFoundError) as exc:
+        print(f"mailsense: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    parsed = []
+    failed = False
+    for name in args.files:
+        try:
+            parsed.append((name, parse_message(Path(name).read_bytes())))
+        except (OSError, Unparseable) as exc:
+            print(f"{name}\terror\t{exc}", file=sys.stderr)
+            failed = True
+    verdicts = model.classify([m for _, m in parsed], batch_size=settings.spam.batch_size)
+    for (name, _), v in zip(parsed, verdicts, strict=True):
+        print(f"{name}\t{v.verdict}\t{v.score:.4f}")
+    if failed:
+        return EXIT_ERROR
+    # "unsure" is not spam: it goes to review, so scripts treat it like ham.
+    return EXIT_SPAM if any(v.verdict == "spam" for v in verdicts) else EXIT_HAM
+
+
+def cmd_eval_spam(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.spam import metrics
+    from daemon.spam.data import DataError, load_path
+
+    try:
+        model = _load_model(args, settings)
+        examples = load_path(args.data, split=args.split)
+    except (LookupError, FileNotFoundError, DataError) as exc:
+        print(f"mailsense: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    started = time.monotonic()
+    scores = model.scores([e.message for e in examples], batch_size=settings.spam.batch_size)
+    seconds = time.monotonic() - started
+    threshold = args.threshold if args.threshold is not None else model.thresholds.spam
+    report = metrics.report([e.label for e in examples], scores.tolist(), threshold)
+    print(f"model: {model.directory}")
+    print(metrics.format_report(report))
+    unsure = sum(1 for s in scores if model.thresholds.unsure <= s < model.thresholds.spam)
+    print(f"\nunsure band [{model.thresholds.unsure:.4f}, {model.thresholds.spam:.4f}): {unsure} messages")
+    print(f"speed: {len(examples) / seconds:.1f} messages/s")
+    return 0
+
+
+def cmd_setup_model(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.spam.starter import ensure_starter_model
+
+    db = _open_database(settings)
+    try:
+        version_id = ensure_starter_model(settings, db, on_step=print)
+    finally:
+        db.dispose()
+    print(f"active spam model version: {version_id}")
+    return 0
+
+
+def status_lines(settings: Settings, db: Database) -> list[str]:
+    """For ``mailsense status``: which spam model is active, or that none is (messages wait)."""
+    from daemon.spam import registry
+
+    with db.session() as session:
+        row = registry.active_version(session)
+    if row is None:
+        return ["spam model: none active; messages wait at the classify stage (run `mailsense setup-model`)"]
+    f1 = ((row.metrics or {}).get("validation") or {}).get("f1")
+    return [f"spam model: version {row.id} from {row.created_at:%Y-%m-%d}"
+            + (f", validation F1 {f1:.3f}" if isinstance(f1, float) else "") + f" ({row.path})"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    train = subparsers.add_parser("train", help="train a model").add_subparsers(dest="train_target", required=True)
+    spam = train.add_parser("spam", help="fine-tune a spam model version and register it")
+    spam.add_argument("--data", required=True,
+                      help="manifest.tsv folder or .tar.gz, folder with ham/ and spam/, or 'db' for stored labels")
+    spam.add_argument("--split", default="train", help="manifest split to train on (default: train)")
+    spam.add_argument("--base", help="base checkpoint directory (default: the bundled all-MiniLM-L6-v2)")
+    spam.add_argument("--epochs", type=float, default=3.0, help="maximum epochs (default 3; early stopping)")
+    spam.add_argument("--max-length", type=int, default=256, help="tokens per message (default 256)")
+    spam.add_argument("--target-fpr", type=float, default=0.001, help="ham share allowed above the spam threshold")
+    spam.add_argument("--seed", type=int, default=42)
+    spam.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 is faster on a busy machine)")
+    spam.add_argument("--out", help="model version directory (default: state_dir/models/spam-<time>)")
+    spam.add_argument("--activate", action="store_true", help="make it the active spam model")
+    spam.set_defaults(handler=cmd_train_spam)
+
+    classify = subparsers.add_parser("classify", help="print verdict and score per message file; "
+                                     "exit 0 = all ham (or unsure), 1 = some spam, 2 = error")
+    classify.add_argument("files", nargs="+", metavar="FILE")
+    classify.add_argument("--model", help="model version directory (default: the active version)")
+    classify.set_defaults(handler=cmd_classify)
+
+    ev = subparsers.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_target", required=True)
+    es = ev.add_parser("spam", help="FPR, FNR, precision, recall, F1, ROC AUC, recall at FPR 0.1 %%")
+    es.add_argument("--data", required=True, help="labelled data, as for train spam")
+    es.add_argument("--split", default="test", help="manifest split to evaluate (default: test)")
+    es.add_argument("--model", help="model version directory (default: the active version)")
+    es.add_argument("--threshold", type=float, help="spam threshold (default: the model's own)")
+    es.set_defaults(handler=cmd_eval_spam)
+
+    setup = subparsers.add_parser("setup-model", help="train and activate the starter spam model if none is active")
+    setup.set_defaults(handler=cmd_setup_model)

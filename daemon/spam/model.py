@@ -1,0 +1,196 @@
+"""A trained spam model version, loaded from its directory, classifying messages in batches.
+
+A model version directory holds everything needed to reproduce its verdicts::
+
+    transformer/         fine-tuned BertForSequenceClassification + tokenizer (save_pretrained)
+    tokens.npz/json      token-statistics logistic regression (daemon/spam/tokens.py)
+    text_settings.json   how each part builds its input text (daemon/spam/text.py)
+    ensemble.json        weights combining both logits, fitted on the validation split
+    thresholds.json      spam and unsure thresholds, chosen on the validation split
+    metrics.json         validation (and optionally test) figures
+    version.json         base checkpoint, max length, inference path, creation time
+
+The score of a message is ``sigmoid(a * transformer_logit + b * token_logit + c)``. The
+transformer runs with dynamic int8 quantization of its Linear layers by default (measured: same
+accuracy, about twice the speed of fp32 on 2 cores; docs/benchmarks.md); ``quantize=False``
+gives plain fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from daemon.ingest.mime import ParsedMessage
+from daemon.spam.text import TextSettings, build_text
+from daemon.spam.tokens import TokenModel
+
+VERDICTS = ("ham", "unsure", "spam")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """``spam``: score at or above it is spam; ``unsure``: at or above it (and below spam) is unsure."""
+
+    spam: float
+    unsure: float
+    target_fpr: float = 0.001
+
+    def verdict(self, score: float) -> str:
+        if score >= self.spam:
+            return "spam"
+        if score >= self.unsure:
+            return "unsure"
+        return "ham"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Thresholds:
+        return cls(spam=float(data["spam"]), unsure=float(data["unsure"]),
+                   target_fpr=float(data.get("target_fpr", 0.001)))
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    transformer: float
+    tokens: float
+    bias: float
+
+    def logit(self, transformer_logits: np.ndarray, token_logits: np.ndarray) -> np.ndarray:
+        return self.transformer * transformer_logits + self.tokens * token_logits + self.bias
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # 'spam' | 'unsure' | 'ham'
+    score: float  # probability-like, 0..1
+
+
+def default_threads() -> int:
+    """All cores we may use (respects CPU affinity, e.g. under systemd's CPUAffinity=)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+class TransformerScorer:
+    """The fine-tuned transformer: spam logit (logit[spam] - logit[ham]) per text."""
+
+    def __init__(self, directory: Path, max_length: int, quantize: bool = True) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.max_length = max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+        model.eval()
+        if quantize:
+            with warnings.catch_warnings():
+                # torch marks the quantized tensor API as deprecated; it is still the fastest CPU path here.
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        # Tokenize once, then batch texts of similar length: padding costs as much as real tokens.
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros(len(ids), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
+                logits = self.model(**batch).logits.float()
+                out[chunk] = (logits[:, 1] - logits[:, 0]).numpy()
+        return out
+
+
+class SpamModel:
+    """Everything a classify stage needs: ``SpamModel.load(path).classify(messages)``."""
+
+    def __init__(self, directory: Path, transformer: TransformerScorer, tokens: TokenModel,
+                 text_settings: TextSettings, token_text_settings: TextSettings, ensemble: Ensemble,
+                 thresholds: Thresholds, info: dict[str, Any]) -> None:
+        self.directory = directory
+        self.transformer = transformer
+        self.tokens = tokens
+        self.text_settings = text_settings
+        self.token_text_settings = token_text_settings
+        self.ensemble = ensemble
+        self.thresholds = thresholds
+        self.info = info
+
+    @classmethod
+    def load(cls, directory: str | Path, *, quantize: bool | None = None, threads: int | None = None,
+             max_length: int | None = None) -> SpamModel:
+        """Load a model version directory; ``quantize=None`` uses the path it was calibrated with."""
+        directory = Path(directory)
+        if not (directory / "version.json").exists():
+            raise FileNotFoundError(f"{directory} is not a Mailsense model version (no version.json)")
+        torch.set_num_threads(threads or default_threads())
+        info = _read_json(directory / "version.json")
+        texts = _read_json(directory / "text_settings.json")
+        ens = _read_json(directory / "ensemble.json")
+        transformer = TransformerScorer(
+            directory / "transformer",
+            max_length=max_length or int(info["max_length"]),
+            quantize=bool(info.get("quantized", True)) if quantize is None else quantize,
+        )
+        return cls(
+            directory=directory,
+            transformer=transformer,
+            tokens=TokenModel.load(directory),
+            text_settings=TextSettings.from_json(texts["transformer"]),
+            token_text_settings=TextSettings.from_json(texts["tokens"]),
+            ensemble=Ensemble(float(ens["transformer"]), float(ens["tokens"]), float(ens["bias"])),
+            thresholds=Thresholds.from_json(_read_json(directory / "thresholds.json")),
+            info=info,
+        )
+
+    def component_logits(self, messages: Sequence[ParsedMessage], batch_size: int = 32
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The transformer's and the token model's spam logits (training fits the ensemble on them)."""
+        t_texts = [build_text(m, self.text_settings) for m in messages]
+        k_texts = [build_text(m, self.token_text_settings) for m in messages]
+        return self.transformer.logits(t_texts, batch_size), self.tokens.logits(k_texts)
+
+    def scores(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> np.ndarray:
+        t, k = self.component_logits(messages, batch_size)
+        return sigmoid(self.ensemble.logit(t, k))
+
+    def classify(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> list[Verdict]:
+        """One (verdict, score) per message, in input order."""
+        return [Verdict(self.thresholds.verdict(float(s)), float(s)) for s in self.scores(messages, batch_size)]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,57 @@
+"""Tables of the spam stage: trained model versions and spam/ham labels.
+
+The verdict itself lives on ``messages`` (``spam_verdict``, ``spam_score``,
+``spam_model_version_id``, ``classified_at``; added by migration ``0002_spam``) because it is
+part of the message's progress through the pipeline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from daemon.db.base import Base
+
+
+class ModelVersion(Base):
+    """A trained model directory and what we know about it; every version is kept for rollback.
+
+    At most one version per ``kind`` is active (a partial unique index enforces it), so a
+    daemon that loads "the active spam model" can never find two.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        Index("uq_model_versions_active_kind", "kind", unique=True, postgresql_where=sql_text("active")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), default="spam", server_default="spam")
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    base_model: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    text_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    active: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+
+
+class SpamLabel(Base):
+    """A person's (or an import's) statement that a stored message is spam or ham.
+
+    Labels are appended, never updated: the newest per message counts, the history explains it.
+    """
+
+    __tablename__ = "spam_labels"
+    __table_args__ = (CheckConstraint("label IN ('spam', 'ham')", name="label"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(40))  # user_move | review | import | ...
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,85 @@
+"""The ``model_versions`` registry: register, activate and load the active spam model.
+
+The daemon loads the active version at start (and again when the active id changes); commands
+and the set-up script register what they train. Switching the active version is one
+transaction, so readers see either the old or the new one, never none or two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from daemon.spam.models import ModelVersion
+
+if TYPE_CHECKING:
+    from daemon.spam.model import SpamModel
+    from daemon.spam.train import TrainResult
+
+KIND = "spam"
+
+
+def register(session: Session, result: TrainResult, activate: bool = False) -> int:
+    """Insert a trained version (the caller commits); with ``activate`` it becomes the active one."""
+    row = ModelVersion(kind=KIND, path=str(result.path.resolve()), base_model=result.base_model,
+                       metrics=result.metrics, thresholds=result.thresholds.to_json(),
+                       text_settings=result.text_settings, active=False)
+    session.add(row)
+    session.flush()
+    if activate:
+        activate_version(session, row.id)
+    return row.id
+
+
+def activate_version(session: Session, version_id: int) -> None:
+    """Make ``version_id`` the only active spam version (the caller commits)."""
+    row = session.get(ModelVersion, version_id)
+    if row is None or row.kind != KIND:
+        raise KeyError(f"no spam model version {version_id}")
+    session.execute(update(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.active,
+                                               ModelVersion.id != version_id).values(active=False))
+    session.flush()  # the partial unique index allows one active row: clear the old one first
+    row.active = True
+    session.flush()
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    return session.scalars(select(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.active)).first()
+
+
+def load_active(session: Session, **load_options: object) -> tuple[int, SpamModel] | None:
+    """The active version's id and loaded model, or None when no version is active yet.
+
+    A missing directory raises: an active version that cannot be loaded is an operator
+    problem to report, not a reason to classify with nothing.
+    """
+    from daemon.spam.model import SpamModel
+
+    row = active_version(session)
+    if row is None:
+        return None
+    path = Path(row.path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"active spam model version {row.id} points to {path}, which does not exist")
+    return row.id, SpamModel.load(path, **load_options)  # type: ignore[arg-type]
+
+
+def load_configured(
+    session: Session, model_dir: str = "", **load_options: object
+) -> tuple[int | None, SpamModel] | None:
+    """What the daemon should classify with: ``spam.model_dir`` if set, else the active version.
+
+    With ``model_dir`` the id is that of a registered version at the same path, or None if the
+    directory was never registered (the verdict is then stored without a version id).
+    """
+    from daemon.spam.model import SpamModel
+
+    if not model_dir:
+        return load_active(session, **load_options)
+    path = Path(model_dir).resolve()
+    row = session.scalars(select(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.path == str(path))
+                          ).first()
+    return (row.id if row else None), SpamModel.load(path, **load_options)  # type: ignore[arg-type]

@@ -1,0 +1,119 @@
+"""The text a spam model sees, built in one place from a parsed message.
+
+Training, evaluation and the daemon all call :func:`build_text` with the :class:`TextSettings`
+saved in the model version directory, so a model never sees text built differently from the
+text it was trained on. The transformer and the token-statistics part of a model version each
+keep their own settings (the token part reads more of the body and a few headers, because
+counting tokens is cheap where the transformer's attention is not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from daemon.ingest.mime import ParsedMessage
+
+# A line that opens a quoted reply: "On Mon, 1 Jan 2002, Bob wrote:" / "Bob <b@x> writes:".
+_ATTRIBUTION = re.compile(r"^\s*(on\b.{0,200}\b(wrote|writes)|.{0,120}\b(wrote|writes)\s*):\s*$", re.IGNORECASE)
+# Outlook-style forwarded/quoted history.
+_ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|forwarded message)\s*-{2,}\s*$", re.IGNORECASE)
+# "-- " is the standard signature separator; mailing-list footers start with a rule of underscores.
+_SIGNATURE = re.compile(r"^(-- ?|_{20,}|-{20,})\s*$")
+_URL = re.compile(r"\b(?:https?://|www\.)([^\s/<>\"')\]]+)[^\s<>\"')\]]*", re.IGNORECASE)
+_EMAIL = re.compile(r"\b[\w.+-]+@([\w-]+(?:\.[\w-]+)+)\b")
+_SPACE = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How a message becomes model input; stored with every model version as JSON."""
+
+    head_words: int = 150
+    """Words kept from the start of the cleaned body (the pitch or the question)."""
+    tail_words: int = 40
+    """Words kept from the end (unsubscribe footers, sign-offs): both ends fit in the token budget."""
+    trim_quotes: bool = True
+    """Drop quoted replies: in a thread they are someone else's words, often the longest part."""
+    trim_signature: bool = True
+    """Cut at the signature separator or a mailing-list footer rule."""
+    shorten_urls: bool = True
+    """Replace a URL by its host name: the host carries the signal, the path only burns tokens."""
+    headers: tuple[str, ...] = ()
+    """Header names (lower case) whose values are added as ``name: value`` lines."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["headers"] = list(self.headers)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TextSettings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "headers" in values:
+            values["headers"] = tuple(values["headers"])
+        return cls(**values)
+
+    @classmethod
+    def for_max_length(cls, max_length: int) -> TextSettings:
+        """Settings that roughly fill ``max_length`` word pieces (about 1.3 pieces per word)."""
+        words = max(16, int((max_length - 24) / 1.3))
+        tail = words // 5
+        return cls(head_words=words - tail, tail_words=tail)
+
+
+def _clean_body(body: str, settings: TextSettings) -> str:
+    kept: list[str] = []
+    for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        stripped = line.strip()
+        if settings.trim_signature and _SIGNATURE.match(line.rstrip("\n")) and kept:
+            break
+        if settings.trim_quotes:
+            if stripped.startswith((">", "|>")):
+                continue
+            if _ORIGINAL.match(stripped):
+                break
+            if _ATTRIBUTION.match(stripped):
+                continue
+        kept.append(line)
+    text = "\n".join(kept)
+    if settings.shorten_urls:
+        text = _URL.sub(lambda m: " " + m.group(1).lower().removeprefix("www.") + " ", text)
+        text = _EMAIL.sub(lambda m: " " + m.group(1).lower() + " ", text)
+    text = _SPACE.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _head_and_tail(text: str, head: int, tail: int) -> str:
+    words = list(_WORD.finditer(text))
+    if len(words) <= head + tail:
+        return text
+    head_end = words[head - 1].end() if head else 0
+    tail_start = words[len(words) - tail].start() if tail else len(text)
+    return text[:head_end] + " … " + text[tail_start:]
+
+
+def build_text(message: ParsedMessage, settings: TextSettings) -> str:
+    """Subject, sender name and domain, selected headers, then the cleaned and shortened body."""
+    lines = [f"Subject: {_SPACE.sub(' ', message.subject).strip()}"]
+    sender = _SPACE.sub(" ", message.from_name).strip().strip('"')
+    domain = message.from_domain
+    lines.append(f"From: {sender} ({domain})" if sender else f"From: ({domain})")
+    for name in settings.headers:
+        for value in message.headers.get(name, [])[:3]:
+            value = _SPACE.sub(" ", value).strip()
+            if settings.shorten_urls:
+                value = _URL.sub(lambda m: m.group(1).lower(), value)
+            lines.append(f"{name}: {value[:300]}")
+    body = _clean_body(message.body_text, settings)
+    if not body and message.attachments:
+        # Image-only spam has no text; the attachment types are then the only content.
+        body = "attachments: " + ", ".join(a.content_type for a in message.attachments[:5])
+    lines.append("")
+    lines.append(_head_and_tail(body, settings.head_words, settings.tail_words))
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Who gets a draft: people, not lists, machines, bounces or ourselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.drafts.eligibility import MailFacts, Rules, skip_reason
+
+NONE = Rules()
+
+
+def mail(**kw: object) -> MailFacts:
+    base: dict[str, object] = {"from_addr": "maria@example.org", "to_addrs": ["support@example.com"], "headers": {}}
+    base.update(kw)
+    return MailFacts(**base)  # type: ignore[arg-type]
+
+
+def test_a_person_asking_gets_a_draft():
+    assert skip_reason(mail(), NONE) is None
+    assert skip_reason(mail(spam_verdict="ham"), NONE) is None
+
+
+@pytest.mark.parametrize("verdict", ["spam", "unsure"])
+def test_spam_and_unsure_never(verdict: str):
+    assert skip_reason(mail(spam_verdict=verdict), NONE) == f"spam verdict {verdict}"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"list-id": ["<news.example.org>"]}, "mailing list (list-id)"),
+        ({"list-unsubscribe": ["<mailto:u@example.org>"]}, "mailing list (list-unsubscribe)"),
+        ({"precedence": ["bulk"]}, "bulk mail (Precedence: bulk)"),
+        ({"precedence": ["List"]}, "bulk mail (Precedence: list)"),
+        ({"precedence": ["junk"]}, "bulk mail (Precedence: junk)"),
+        ({"auto-submitted": ["auto-replied"]}, "automated (Auto-Submitted)"),
+        ({"auto-submitted": ["auto-generated; owner-email=x@example.org"]}, "automated (Auto-Submitted)"),
+        ({"x-autoreply": ["yes"]}, "automated (x-autoreply)"),
+        ({"content-type": ['multipart/report; report-type="delivery-status"']}, "delivery or read report"
+         " (multipart/report)"),
+        ({"return-path": ["<>"]}, "bounce (empty Return-Path)"),
+    ],
+)
+def test_bulk_automated_and_bounces(headers: dict[str, list[str]], expected: str):
+    assert skip_reason(mail(headers=headers), NONE) == expected
+
+
+def test_auto_submitted_no_and_normal_precedence_are_people():
+    assert skip_reason(mail(headers={"auto-submitted": ["no"], "precedence": ["first-class"]}), NONE) is None
+    assert skip_reason(mail(headers={"return-path": ["<maria@example.org>"]}), NONE) is None
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["noreply@example.org", "no-reply@example.org", "do_not_reply@example.org", "DoNotReply@x.com",
+     "MAILER-DAEMON@mx.example.org", "postmaster@example.org", "bounces+123@lists.example.org",
+     "no-reply-billing@example.org"],
+)
+def test_senders_that_do_not_read_replies(sender: str):
+    assert skip_reason(mail(from_addr=sender), NONE) == "no-reply or system sender"
+
+
+def test_names_that_only_look_alike_are_people():
+    for sender in ("noreen@example.org", "postmasterclass@example.org", "replyguy@example.org"):
+        assert skip_reason(mail(from_addr=sender), NONE) is None, sender
+
+
+def test_our_own_outgoing_mail_and_missing_sender():
+    rules = Rules.build(own=["Support@Example.com"])
+    assert skip_reason(mail(from_addr="support@example.com"), rules) == "our own outgoing mail"
+    assert skip_reason(mail(from_addr=""), NONE) == "no sender address"
+
+
+def test_recipient_and_folder_scope():
+    rules = Rules.build(recipients=["help@example.com"], folders=["INBOX"])
+    assert skip_reason(mail(folder="INBOX"), rules) == "not addressed to a drafted address"
+    assert skip_reason(mail(folder="INBOX", to_addrs=["help@example.com"]), rules) is None
+    cc = {"cc": ["Help Desk <HELP@example.com>, other@example.org"]}
+    assert skip_reason(mail(folder="INBOX", headers=cc), rules) is None
+    assert skip_reason(mail(folder="Archive", to_addrs=["help@example.com"]), rules) == (
+        "folder not configured for drafts"
+    )

@@ -1,0 +1,21 @@
+"""Fixtures for KB tests: the embedding model once per session; databases come from tests/conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.db.session import Database
+from daemon.kb.embeddings import Embedder
+
+
+@pytest.fixture
+def kb_db(db: Database) -> Database:
+    """A fresh, migrated database (the suite's ``db`` fixture), named for what these tests use it for."""
+    return db
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    e = Embedder.from_setting("")
+    e.embed(["warm up"])
+    return e

@@ -1,0 +1,154 @@
+"""The tiny fine-tune: 1 epoch on 48 generated messages must separate obvious spam from ham."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.spam import metrics
+from daemon.spam.model import SpamModel, Thresholds
+from tests.spam.conftest import make_examples, make_message
+
+pytestmark = pytest.mark.slow
+
+
+def test_version_directory_has_everything(tiny_model: Path) -> None:
+    for name in ("transformer/config.json", "transformer/model.safetensors", "transformer/tokenizer.json",
+                 "tokens.npz", "tokens.json", "text_settings.json", "ensemble.json", "thresholds.json",
+                 "metrics.json", "version.json"):
+        assert (tiny_model / name).exists(), name
+    thresholds = json.loads((tiny_model / "thresholds.json").read_text())
+    assert 0.5 <= thresholds["spam"] < 1 and thresholds["unsure"] <= thresholds["spam"]
+    assert not list(tiny_model.parent.glob("mailsense-train-*")), "checkpoints must be cleaned up"
+
+
+def test_tiny_model_separates_unseen_obvious_spam_from_ham(tiny_model: Path) -> None:
+    model = SpamModel.load(tiny_model)
+    held_out = make_examples(20, seed=99)
+    labels = [e.label for e in held_out]
+    t_logits, _ = model.component_logits([e.message for e in held_out])
+    # The fine-tuned transformer on its own ranks spam above ham, not only the token statistics.
+    assert metrics.roc_auc(labels, t_logits.tolist()) >= 0.9
+    verdicts = model.classify([e.message for e in held_out], batch_size=4)
+    assert len(verdicts) == 20
+    assert all(v.verdict in ("ham", "unsure", "spam") and 0.0 <= v.score <= 1.0 for v in verdicts)
+    ham_scores = [v.score for v, e in zip(verdicts, held_out, strict=True) if e.label == 0]
+    spam_scores = [v.score for v, e in zip(verdicts, held_out, strict=True) if e.label == 1]
+    assert max(ham_scores) < min(spam_scores)
+    assert all(v.verdict == "ham" for v, e in zip(verdicts, held_out, strict=True) if e.label == 0)
+
+
+def test_fp32_and_int8_paths_agree(tiny_model: Path) -> None:
+    held_out = [e.message for e in make_examples(10, seed=5)]
+    int8 = SpamModel.load(tiny_model, quantize=True).scores(held_out)
+    fp32 = SpamModel.load(tiny_model, quantize=False).scores(held_out)
+    assert np.corrcoef(int8, fp32)[0, 1] > 0.95
+    assert ((int8 >= 0.5) == (fp32 >= 0.5)).all()
+
+
+def test_batching_does_not_change_scores(tiny_model: Path) -> None:
+    model = SpamModel.load(tiny_model)
+    messages = [e.message for e in make_examples(9, seed=6)]
+    one = model.scores(messages, batch_size=1)
+    many = model.scores(messages, batch_size=16)
+    assert np.allclose(one, many, atol=1e-4)
+    assert model.classify([]) == []
+
+
+def test_thresholds_verdict_bands() -> None:
+    t = Thresholds(spam=0.9, unsure=0.6)
+    assert [t.verdict(s) for s in (0.1, 0.6, 0.89, 0.9, 1.0)] == ["ham", "unsure", "unsure", "spam", "spam"]
+    assert Thresholds.from_json(t.to_json()) == t
+
+
+def test_classify_and_eval_commands(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.config import Settings
+    from daemon.spam.cli import cmd_classify, cmd_eval_spam
+
+    settings = Settings()
+    rng = random.Random(11)
+    ham, spam = tmp_path / "ham.eml", tmp_path / "spam.eml"
+    ham.write_bytes(make_message(False, rng))
+    spam.write_bytes(make_message(True, rng))
+
+    args = argparse.Namespace(model=str(tiny_model), files=[str(ham)])
+    assert cmd_classify(args, settings) == 0
+    args.files = [str(ham), str(spam)]
+    assert cmd_classify(args, settings) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith(f"{ham}\tham\t") and out[-1].startswith(f"{spam}\tspam\t")
+    args.files = [str(tmp_path / "missing.eml")]
+    assert cmd_classify(args, settings) == 2
+
+    corpus = tmp_path / "corpus"
+    for sub in ("ham", "spam"):
+        (corpus / sub).mkdir(parents=True)
+        for i in range(4):
+            (corpus / sub / f"{i}.eml").write_bytes(make_message(sub == "spam", rng))
+
+    eval_args = argparse.Namespace(model=str(tiny_model), data=str(corpus), split="test", threshold=None)
+    assert cmd_eval_spam(eval_args, settings) == 0
+    report = capsys.readouterr().out
+    for needle in ("FPR", "FNR", "precision", "recall", "F1", "ROC AUC", "FPR 0.1 %", "confusion matrix"):
+        assert needle in report
+
+
+def test_register_activate_and_load_active(tiny_model: Path, spam_db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import IntegrityError
+
+    from daemon.spam import registry
+    from daemon.spam.models import ModelVersion
+    from daemon.spam.starter import _result_from_dir
+
+    result = _result_from_dir(tiny_model)
+    with spam_db.session() as s, s.begin():
+        assert registry.load_active(s) is None
+        first = registry.register(s, result, activate=True)
+        second = registry.register(s, result, activate=False)
+    with spam_db.session() as s, s.begin():
+        assert registry.active_version(s).id == first
+        registry.activate_version(s, second)
+    with spam_db.session() as s:
+        version_id, model = registry.load_active(s)
+        assert version_id == second and isinstance(model, SpamModel)
+        assert s.get(ModelVersion, first).active is False
+    # The partial unique index refuses a second active spam version.
+    with pytest.raises(IntegrityError), spam_db.session() as s, s.begin():
+        s.get(ModelVersion, first).active = True
+
+
+def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from daemon.config import Settings
+    from daemon.spam import starter
+    from daemon.spam.train import TrainConfig
+
+    corpus = tmp_path / "corpus"
+    rng = random.Random(12)
+    rows = ["path\tlabel\tsplit"]
+    for i in range(40):
+        spam = i % 2 == 1
+        (corpus / "c").mkdir(parents=True, exist_ok=True)
+        (corpus / "c" / f"{i}.eml").write_bytes(make_message(spam, rng))
+        rows.append(f"c/{i}.eml\t{'spam' if spam else 'ham'}\ttrain")
+    (corpus / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    archive = tmp_path / "corpus.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(corpus, arcname="corpus")
+    monkeypatch.setattr(starter, "CORPUS", archive)
+    monkeypatch.setattr(starter, "starter_config", lambda: TrainConfig(
+        epochs=1, max_length=32, batch_size=8, val_fraction=0.25, progress=False))
+    settings = Settings.model_validate({"daemon": {"state_dir": str(tmp_path / "state")}})
+
+    version_id = starter.ensure_starter_model(settings, spam_db)
+    assert (tmp_path / "state/models/starter-v1/version.json").exists()
+    assert starter.ensure_starter_model(settings, spam_db) == version_id  # cached, not retrained
+    from daemon.spam import registry
+
+    with spam_db.session() as s:
+        assert registry.active_version(s).id == version_id

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from daemon.ingest.mime import parse_message
+from daemon.spam.text import TextSettings, build_text
+
+
+def _parsed(body: str, subject: str = "Hello", sender: str = '"Ann Example" <ann@Mail.Example.org>', **headers: str):
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["Subject"] = subject
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return parse_message(msg.as_bytes())
+
+
+def test_subject_sender_name_and_domain_come_first() -> None:
+    text = build_text(_parsed("Body here."), TextSettings())
+    assert text.splitlines()[:2] == ["Subject: Hello", "From: Ann Example (mail.example.org)"]
+    assert text.endswith("Body here.")
+
+
+def test_quoted_reply_and_attribution_are_dropped() -> None:
+    body = "My answer is yes.\n\nOn Mon, 1 Jan 2002, Bob wrote:\n> Should we ship?\n> It is late.\n"
+    text = build_text(_parsed(body), TextSettings())
+    assert "My answer is yes." in text
+    assert "Should we ship" not in text and "wrote" not in text
+
+
+def test_signature_and_list_footer_are_cut() -> None:
+    body = "Real content.\n-- \nAnn Example\nPhone 555\n"
+    assert "Phone" not in build_text(_parsed(body), TextSettings())
+    footer = "Content.\n" + "_" * 47 + "\nSome-list mailing list\nhttps://lists.example.org/listinfo\n"
+    assert "mailing list" not in build_text(_parsed(footer), TextSettings())
+
+
+def test_trimming_can_be_switched_off() -> None:
+    body = "Answer.\n> quoted line\n-- \nsig\n"
+    text = build_text(_parsed(body), TextSettings(trim_quotes=False, trim_signature=False))
+    assert "> quoted line" in text and "sig" in text
+
+
+def test_urls_become_host_names() -> None:
+    body = "Go to http://www.Cheap-Pills.example.biz/buy?id=123&x=y now or mail sales@deals.example.com"
+    text = build_text(_parsed(body), TextSettings())
+    assert "cheap-pills.example.biz" in text
+    assert "buy?id" not in text and "sales@" not in text and "deals.example.com" in text
+
+
+def test_long_body_keeps_head_and_tail() -> None:
+    words = [f"w{i}" for i in range(1000)]
+    text = build_text(_parsed(" ".join(words)), TextSettings(head_words=10, tail_words=5))
+    body = text.split("\n\n", 1)[1]
+    assert body.startswith("w0 w1") and "w9 … w995" in body and body.endswith("w999")
+    assert "w500" not in body
+
+
+def test_selected_headers_are_added() -> None:
+    text = build_text(_parsed("x", X_Mailer="Bulk Mailer 3.0"), TextSettings(headers=("x-mailer", "user-agent")))
+    assert "x-mailer: Bulk Mailer 3.0" in text
+
+
+def test_settings_round_trip_and_length_budget() -> None:
+    settings = TextSettings(head_words=7, tail_words=3, headers=("x-mailer",))
+    assert TextSettings.from_json(settings.to_json()) == settings
+    short, long = TextSettings.for_max_length(128), TextSettings.for_max_length(256)
+    assert short.head_words + short.tail_words < long.head_words + long.tail_words
+    assert long.head_words > long.tail_words > 0
+
+
+def test_image_only_mail_names_its_attachments() -> None:
+    msg = EmailMessage()
+    msg["From"] = "x@y.example"
+    msg["Subject"] = "hi"
+    msg.set_content("")
+    msg.add_attachment(b"\x89PNG....", maintype="image", subtype="png", filename="offer.png")
+    text = build_text(parse_message(msg.as_bytes()), TextSettings())
+    assert "image/png" in text
