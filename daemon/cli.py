@@ -148,7 +148,9 @@ def _optional_module(name: str):  # type: ignore[no-untyped-def]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailsense", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mailsense", description="Mailsense: IMAP ingestion, spam filing and grounded support drafts."
+    )
     parser.add_argument("-c", "--config", help="TOML configuration (default: $MAILSENSE_CONFIG, "
                         "/etc/mailsense/mailsense.toml, else built-in defaults)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -52,13 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _database(settings: Settings) -> Database:
-    from daemon.db import migrate
-    from daemon.db.embedded import embedded_url
-    from daemon.db.session import Database
+    from daemon.cli import open_database
 
-    url = settings.database_url() or embedded_url(settings.daemon.state_dir)
-    migrate.upgrade(url)
-    return Database.from_url(url, pool_size=settings.database.pool_size)
+    return open_database(settings)  # type: ignore[no-any-return]
 
 
 def embedder_from_settings(settings: Settings) -> Embedder:

@@ -26,13 +26,9 @@ EXIT_HAM, EXIT_SPAM, EXIT_ERROR = 0, 1, 2
 
 
 def _open_database(settings: Settings) -> Database:
-    from daemon.db import migrate
-    from daemon.db.embedded import embedded_url
-    from daemon.db.session import Database
+    from daemon.cli import open_database
 
-    url = settings.database_url() or embedded_url(settings.daemon.state_dir)
-    migrate.upgrade(url)
-    return Database.from_url(url, pool_size=settings.database.pool_size)
+    return open_database(settings)  # type: ignore[no-any-return]
 
 
 def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
@@ -50,7 +46,7 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     finally:
         db.dispose()
     if loaded is None:
-        raise LookupError("no active spam model: run `mailsense setup-model` or `mailsense train spam --activate`")
+        raise LookupError("no active spam model: run `mailsense setup` or `mailsense train spam --activate`")
     return loaded[1]
 
 
@@ -146,6 +142,15 @@ def cmd_setup_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def setup(settings: Settings, db: Database) -> None:
+    """Part of ``mailsense setup``: a fresh install gets the starter model, trained once and cached."""
+    from daemon.spam.starter import ensure_starter_model
+
+    if settings.spam.enabled and not settings.spam.model_dir:
+        version_id = ensure_starter_model(settings, db, on_step=print)
+        print(f"active spam model version: {version_id}")
+
+
 def status_lines(settings: Settings, db: Database) -> list[str]:
     """For ``mailsense status``: which spam model is active, or that none is (messages wait)."""
     from daemon.spam import registry
@@ -153,7 +158,7 @@ def status_lines(settings: Settings, db: Database) -> list[str]:
     with db.session() as session:
         row = registry.active_version(session)
     if row is None:
-        return ["spam model: none active; messages wait at the classify stage (run `mailsense setup-model`)"]
+        return ["spam model: none active; messages wait at the classify stage (run `mailsense setup`)"]
     f1 = ((row.metrics or {}).get("validation") or {}).get("f1")
     return [f"spam model: version {row.id} from {row.created_at:%Y-%m-%d}"
             + (f", validation F1 {f1:.3f}" if isinstance(f1, float) else "") + f" ({row.path})"]
