@@ -8,33 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
-from daemon.config import Settings
 from daemon.db.session import Database
 from daemon.kb.embeddings import Embedder
 from daemon.kb.store import KnowledgeBase
-from daemon.pipeline.stages import build_stages
 from tests.drafts.conftest import SECRETS, write_kb
 from tests.drafts.test_stage import INJECTION, QUESTION, email
 from tests.helpers import wait_for
 
 
-def _draft_stage_wired(db_url: str) -> bool:
-    settings = Settings.model_validate({"database": {"url": db_url}, "drafts": {"enabled": True}})
-    db = Database.from_url(db_url, pool_size=1)
-    try:
-        return any(stage.name == "draft" for stage in build_stages(settings, db))
-    finally:
-        db.dispose()
-
-
 def test_drafts_for_questions_not_for_newsletters_once_per_message(
     daemon_factory, db_url: str, dovecot, mailbox_user: str, embedder: Embedder, tmp_path: Path
 ):
-    if not _draft_stage_wired(db_url):
-        pytest.skip("DraftStage is not in daemon.pipeline.stages.build_stages yet")
     db = Database.from_url(db_url, pool_size=2)
     KnowledgeBase(db, embedder).add([write_kb(tmp_path / "kb")])
     question = email("Wifi problem", QUESTION)

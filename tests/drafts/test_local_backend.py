@@ -35,8 +35,6 @@ def test_model_resolution(tmp_path):
 
 def test_smollm2_generates_through_the_composer():
     backend = LocalBackend(LocalBackendSettings(max_new_tokens=24))
-    raw = backend.complete([{"role": "user", "content": "Say hello."}])
-    assert isinstance(raw, str) and raw.strip()
     settings = DraftSettings(enabled=True, backend="local", llm_sees_internal=True)
     result = Composer(backend, settings).compose("My wifi keeps dropping, what can I do?", [WIFI, NOTE], "Maria")
     assert result.backend == "local" and result.model.endswith(".gguf")
