@@ -125,11 +125,11 @@ class DraftStage:
             self._checked_at = time.monotonic()
 
     def _check(self) -> str | None:
-        from daemon.kb.cli import embedder_from_settings
+        from daemon.kb.embeddings import embedder_for
         from daemon.kb.models import KBChunk, KBEmbeddingModel
 
         if self._embedder is None:
-            embedder = embedder_from_settings(self.settings)  # the same mapping of [kb] as `kb add`
+            embedder = embedder_for(self.settings.kb)  # the same mapping of [kb] as `kb add`
             embedder.embed(["warm up"])  # loads the model now, not inside the first message's transaction
             self._embedder = embedder
         if self._composer is None:

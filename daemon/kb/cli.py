@@ -13,10 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.kb.embeddings import embedder_for
+
 if TYPE_CHECKING:
     from daemon.config import Settings
     from daemon.db.session import Database
-    from daemon.kb.embeddings import Embedder
     from daemon.kb.store import IngestReport, KnowledgeBase
 
 
@@ -57,23 +58,12 @@ def _database(settings: Settings) -> Database:
     return open_database(settings)  # type: ignore[no-any-return]
 
 
-def embedder_from_settings(settings: Settings) -> Embedder:
-    from daemon.kb.embeddings import Embedder
-
-    return Embedder.from_setting(
-        settings.kb.embedding_model,
-        batch_size=settings.kb.embedding_batch_size,
-        backend=settings.kb.embedding_backend,
-        threads=settings.kb.embedding_threads,
-    )
-
-
 def knowledge_base(settings: Settings, db: Database) -> KnowledgeBase:
     from daemon.kb.chunking import ChunkParams
     from daemon.kb.store import KnowledgeBase
 
     params = ChunkParams(max_chars=settings.kb.chunk_max_chars, overlap_chars=settings.kb.chunk_overlap_chars)
-    return KnowledgeBase(db, embedder_from_settings(settings), params, settings.kb.internal_paths)
+    return KnowledgeBase(db, embedder_for(settings.kb), params, settings.kb.internal_paths)
 
 
 def _print_report(report: IngestReport) -> int:
@@ -121,7 +111,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
     db = _database(settings)
     try:
-        docs = KnowledgeBase(db, embedder_from_settings(settings)).list_documents()  # model not loaded
+        docs = KnowledgeBase(db, embedder_for(settings.kb)).list_documents()  # model not loaded
     finally:
         db.dispose()
     if args.json:
@@ -139,7 +129,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
     db = _database(settings)
     try:
-        removed = KnowledgeBase(db, embedder_from_settings(settings)).remove(args.key)
+        removed = KnowledgeBase(db, embedder_for(settings.kb)).remove(args.key)
     finally:
         db.dispose()
     print(f"{removed} documents removed")
@@ -151,7 +141,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     db = _database(settings)
     try:
-        embedder = embedder_from_settings(settings)
+        embedder = embedder_for(settings.kb)
         params = SearchParams(
             mode=args.mode,
             limit=args.limit,

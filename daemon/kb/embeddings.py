@@ -30,6 +30,8 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from daemon.kb.settings import KBSettings
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["onnx", "torch"]
@@ -169,3 +171,13 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
+
+
+def embedder_for(kb: KBSettings) -> Embedder:
+    """The embedder ``[kb]`` describes; `kb add` and the draft stage must always agree on it."""
+    return Embedder.from_setting(
+        kb.embedding_model,
+        batch_size=kb.embedding_batch_size,
+        backend=kb.embedding_backend,
+        threads=kb.embedding_threads,
+    )
