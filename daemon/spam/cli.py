@@ -152,16 +152,24 @@ def setup(settings: Settings, db: Database) -> None:
 
 
 def status_lines(settings: Settings, db: Database) -> list[str]:
-    """For ``mailsense status``: which spam model is active, or that none is (messages wait)."""
+    """For ``mailsense status``: which spam model is active (or that none is), and verdicts so far."""
+    from sqlalchemy import text
+
     from daemon.spam import registry
 
     with db.session() as session:
         row = registry.active_version(session)
+        verdicts = dict(session.execute(text(
+            "SELECT spam_verdict, count(*) FROM messages WHERE spam_verdict IS NOT NULL GROUP BY 1")).all())
     if row is None:
-        return ["spam model: none active; messages wait at the classify stage (run `mailsense setup`)"]
-    f1 = ((row.metrics or {}).get("validation") or {}).get("f1")
-    return [f"spam model: version {row.id} from {row.created_at:%Y-%m-%d}"
-            + (f", validation F1 {f1:.3f}" if isinstance(f1, float) else "") + f" ({row.path})"]
+        lines = ["spam model: none active; messages wait at the classify stage (run `mailsense setup`)"]
+    else:
+        f1 = ((row.metrics or {}).get("validation") or {}).get("f1")
+        lines = [f"spam model: version {row.id} from {row.created_at:%Y-%m-%d}"
+                 + (f", validation F1 {f1:.3f}" if isinstance(f1, float) else "") + f" ({row.path})"]
+    if verdicts:
+        lines.append("spam verdicts: " + ", ".join(f"{v} {verdicts.get(v, 0)}" for v in ("spam", "unsure", "ham")))
+    return lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
