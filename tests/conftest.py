@@ -68,6 +68,16 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    """The bundled MiniLM, loaded once per session for the KB and drafting tests."""
+    from daemon.kb.embeddings import Embedder
+
+    model = Embedder.from_setting("")
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture(scope="session")
 def dovecot() -> Iterator[object]:
     from tests.servers.dovecot import DovecotServer
 

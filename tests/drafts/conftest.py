@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from daemon.kb.embeddings import Embedder
-
 KB_DOCS = {
     "wifi.md": (
         "# Wi-Fi keeps disconnecting\n\n"
@@ -43,8 +39,3 @@ def write_kb(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    e = Embedder.from_setting("")
-    e.embed(["warm up"])
-    return e

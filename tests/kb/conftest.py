@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from daemon.db.session import Database
-from daemon.kb.embeddings import Embedder
 
 
 @pytest.fixture
@@ -14,8 +13,3 @@ def kb_db(db: Database) -> Database:
     return db
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    e = Embedder.from_setting("")
-    e.embed(["warm up"])
-    return e

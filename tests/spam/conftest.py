@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from daemon.db import migrate
-from daemon.db.embedded import embedded_url
 from daemon.db.session import Database
 from daemon.ingest.mime import parse_message
 from daemon.spam.data import Example
@@ -85,29 +80,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def spam_pg_url() -> Iterator[str]:
-    """An embedded Postgres of our own, migrated to head (pgserver needs a world-readable parent)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="mailsense-spam-pg-", dir="/tmp"))
-    data_dir.chmod(0o755)
-    url = embedded_url(data_dir)
-    migrate.upgrade(url)
-    yield url
-    try:
-        import pgserver
-
-        pgserver.get_server(data_dir / "postgres", cleanup_mode="stop").cleanup()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
 @pytest.fixture
-def spam_db(spam_pg_url: str) -> Iterator[Database]:
-    """The session database with the spam tables and test rows emptied before each test."""
-    from sqlalchemy import text
-
-    db = Database.from_url(spam_pg_url, pool_size=2)
-    with db.engine.begin() as conn:
-        conn.execute(text("TRUNCATE spam_labels, model_versions, messages, folders, accounts RESTART IDENTITY CASCADE"))
-    yield db
-    db.dispose()
+def spam_db(db: Database) -> Database:
+    """A fresh, migrated database per test (the suite's ``db`` fixture)."""
+    return db
