@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 from sqlalchemy import func
 from sqlalchemy.orm import Session
@@ -67,12 +66,14 @@ class ClassifyStage:
             return
         with self._lock:
             self._checked_at = time.monotonic()
+            options = {"quantize": self.settings.int8, "threads": self.settings.threads or None}
             try:
                 if self.settings.model_dir:
                     if self._model is None:
-                        from daemon.spam.model import SpamModel
-
-                        self._model, self._version_id = SpamModel.load(Path(self.settings.model_dir)), None
+                        with self.db.session() as session:
+                            loaded = registry.load_configured(session, self.settings.model_dir, **options)
+                        assert loaded is not None
+                        self._version_id, self._model = loaded
                         log.info("spam model loaded from %s", self.settings.model_dir)
                     self._problem = None
                     return
@@ -83,7 +84,7 @@ class ClassifyStage:
                                          "`mailsense train spam --activate`")
                         return
                     if row.id != self._version_id:
-                        loaded = registry.load_active(session)
+                        loaded = registry.load_active(session, **options)
                         if loaded is not None:
                             self._version_id, self._model = loaded
                             log.info("spam model version %d loaded", self._version_id)
