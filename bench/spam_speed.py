@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--max-lengths", default="", help="comma list; default: the model's own")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N test messages")
+    parser.add_argument("--batch1", action="store_true", help="also time int8 with batch size 1 (slow)")
     parser.add_argument("--out", default=str(REPO / "bench/results/spam_speed.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,7 +50,8 @@ def main() -> int:
     lengths = [int(x) for x in args.max_lengths.split(",") if x] or [None]
     rows = []
     for max_length in lengths:
-        for quantize, batch in ((False, 32), (True, 32), (True, 1)):
+        paths = [(False, 32), (True, 32)] + ([(True, 1)] if args.batch1 else [])
+        for quantize, batch in paths:
             model = SpamModel.load(args.model, quantize=quantize, threads=args.threads, max_length=max_length)
             model.scores(messages[:8])  # warm-up
             t0 = time.monotonic()

@@ -43,3 +43,12 @@ def test_unknown_charset_and_nul_bytes_are_repaired():
 def test_nothing_to_parse_is_unparseable(raw):
     with pytest.raises(Unparseable):
         parse_message(raw)
+
+
+def test_header_values_that_crash_the_modern_parser_fall_back_to_plain_decoding():
+    """``Message-Id: <>`` makes policy.default raise IndexError (seen in the SpamAssassin corpus)."""
+    raw = (b"From: =?utf-8?q?Bank?= <x@example.org>\r\nMessage-Id: <>\r\nSubject: inheritance\r\n"
+           b"Date: not a date\r\n\r\nbody\r\n")
+    parsed = parse_message(raw)
+    assert parsed.message_id == "<>" and parsed.subject == "inheritance"
+    assert parsed.from_addr == "x@example.org" and parsed.sent_at is None

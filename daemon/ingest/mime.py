@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 
@@ -83,9 +84,30 @@ def _safe_str(value: object) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
-def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    values = [_safe_str(v) for v in msg.get_all(name, [])]
-    return [(n, a) for n, a in email.utils.getaddresses(values) if a or n]
+def _decode_header(name: str, raw_value: str) -> str:
+    """One header value, decoded; a value the modern parser chokes on falls back to plain RFC 2047.
+
+    ``policy.default`` raises (IndexError, ...) on some malformed values, e.g. ``Message-Id: <>``.
+    """
+    try:
+        return _safe_str(policy.default.header_fetch_parse(name, raw_value))
+    except Exception:
+        try:
+            return _safe_str(make_header(decode_header(raw_value)))
+        except Exception:
+            return _safe_str(raw_value)
+
+
+def _header_items(msg: Message) -> list[tuple[str, str]]:
+    return [(name, _decode_header(name, str(value))) for name, value in msg.raw_items()]
+
+
+def _header_all(items: list[tuple[str, str]], name: str) -> list[str]:
+    return [value for key, value in items if key.lower() == name.lower()]
+
+
+def _addresses(items: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    return [(n, a) for n, a in email.utils.getaddresses(_header_all(items, name)) if a or n]
 
 
 def _decode_part(part: Message) -> str:
@@ -140,10 +162,11 @@ def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
     return "", False, attachments
 
 
-def _sent_at(msg: Message) -> datetime | None:
-    value = msg.get("Date")
-    if not value:
+def _sent_at(items: list[tuple[str, str]]) -> datetime | None:
+    values = _header_all(items, "Date")
+    if not values:
         return None
+    value = values[0]
     try:
         parsed = email.utils.parsedate_to_datetime(_safe_str(value))
     except (TypeError, ValueError, IndexError):
@@ -165,25 +188,26 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise Unparseable(f"MIME parser failed: {type(exc).__name__}") from None
     assert isinstance(msg, EmailMessage)
 
+    items = _header_items(msg)
     headers: dict[str, list[str]] = {}
-    for name, value in msg.items():
-        headers.setdefault(name.lower(), []).append(_safe_str(value)[:4000])
+    for name, value in items:
+        headers.setdefault(name.lower(), []).append(value[:4000])
     try:
         body, from_html, attachments = _body_and_attachments(msg)
     except Exception as exc:
         raise Unparseable(f"body could not be decoded: {type(exc).__name__}") from None
 
-    senders = _addresses(msg, "From")
+    senders = _addresses(items, "From")
     from_name, from_addr = senders[0] if senders else ("", "")
     defects = sorted({type(d).__name__ for part in msg.walk() for d in part.defects})
     return ParsedMessage(
-        message_id=(_safe_str(msg.get("Message-ID", "")).strip() or None),
-        subject=_safe_str(msg.get("Subject", "")).strip(),
+        message_id=(next(iter(_header_all(items, "Message-ID")), "").strip() or None),
+        subject=next(iter(_header_all(items, "Subject")), "").strip(),
         from_name=from_name,
         from_addr=from_addr.lower(),
-        to_addrs=[a.lower() for _, a in _addresses(msg, "To")],
-        cc_addrs=[a.lower() for _, a in _addresses(msg, "Cc")],
-        sent_at=_sent_at(msg),
+        to_addrs=[a.lower() for _, a in _addresses(items, "To")],
+        cc_addrs=[a.lower() for _, a in _addresses(items, "Cc")],
+        sent_at=_sent_at(items),
         headers=headers,
         body_text=body.replace("\x00", "")[:MAX_BODY_CHARS],
         body_from_html=from_html,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Message
+from daemon.errors import describe_error
 from daemon.ingest.mime import Unparseable, parse_message
 from daemon.pipeline.stage import Outcome
 
@@ -28,6 +29,9 @@ class ParseStage:
                     parsed = parse_message(message.raw)
                 except Unparseable as exc:
                     outcomes[message.id] = Outcome.quarantine(str(exc))
+                    continue
+                except Exception as exc:  # a parser crash is a property of these bytes: retrying won't help
+                    outcomes[message.id] = Outcome.quarantine(f"MIME parser crashed: {describe_error(exc)}")
                     continue
                 message.message_id = message.message_id or parsed.message_id
                 message.subject = parsed.subject

@@ -36,13 +36,14 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     from daemon.spam import registry
     from daemon.spam.model import SpamModel
 
-    explicit = getattr(args, "model", None) or settings.spam.model_dir
+    options = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None}
+    explicit = getattr(args, "model", None)
     if explicit:
-        return SpamModel.load(Path(explicit))
+        return SpamModel.load(Path(explicit), **options)  # type: ignore[arg-type]
     db = _open_database(settings)
     try:
         with db.session() as session:
-            loaded = registry.load_active(session)
+            loaded = registry.load_configured(session, settings.spam.model_dir, **options)
     finally:
         db.dispose()
     if loaded is None:
@@ -180,7 +181,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     spam.add_argument("--split", default="train", help="manifest split to train on (default: train)")
     spam.add_argument("--base", help="base checkpoint directory (default: the bundled all-MiniLM-L6-v2)")
     spam.add_argument("--epochs", type=float, default=3.0, help="maximum epochs (default 3; early stopping)")
-    spam.add_argument("--max-length", type=int, default=256, help="tokens per message (default 256)")
+    spam.add_argument("--max-length", type=int, default=128,
+                      help="tokens per message (default 128, see docs/benchmarks.md)")
     spam.add_argument("--target-fpr", type=float, default=0.001, help="ham share allowed above the spam threshold")
     spam.add_argument("--seed", type=int, default=42)
     spam.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 is faster on a busy machine)")

@@ -3,7 +3,7 @@
 Mailsense ships the public SpamAssassin corpus (``daemon/data/spamassassin-public-corpus.tar.gz``,
 6,046 labelled messages from 2002-2003) and, on first set-up, trains a model version from it:
 token statistics on every message plus a one-epoch, 128-token fine-tune of the transformer on a
-stratified sample, so it finishes in a few minutes on 2 cores (measured in docs/benchmarks.md).
+stratified sample of 800, so it finishes in minutes on 2 cores (measured in docs/benchmarks.md).
 The result is cached under ``state_dir/models/starter-v1``, registered and activated; later
 calls return the existing version. User corrections then drive retraining on the user's own
 mail, which will replace it.
@@ -43,7 +43,7 @@ def starter_config() -> TrainConfig:
     One core is left free: set-up runs next to the database and the daemon's own work, and two
     torch threads on two busy cores were measured several times slower than one.
     """
-    return TrainConfig(epochs=1, max_length=128, transformer_max_train=1600,
+    return TrainConfig(epochs=1, max_length=128, transformer_max_train=800,
                        threads=max(1, default_threads() - 1))
 
 

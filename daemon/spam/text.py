@@ -44,6 +44,9 @@ class TextSettings:
     """Replace a URL by its host name: the host carries the signal, the path only burns tokens."""
     headers: tuple[str, ...] = ()
     """Header names (lower case) whose values are added as ``name: value`` lines."""
+    all_headers: bool = False
+    """Add every header instead (as bogofilter and SpamAssassin's Bayes read them), except Subject and
+    From (already first) and ``X-Spam-*`` verdicts of other filters, which would teach us their mistakes."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,7 +107,10 @@ def build_text(message: ParsedMessage, settings: TextSettings) -> str:
     sender = _SPACE.sub(" ", message.from_name).strip().strip('"')
     domain = message.from_domain
     lines.append(f"From: {sender} ({domain})" if sender else f"From: ({domain})")
-    for name in settings.headers:
+    names = settings.headers
+    if settings.all_headers:
+        names = tuple(n for n in message.headers if n not in ("subject", "from") and not n.startswith("x-spam"))
+    for name in names:
         for value in message.headers.get(name, [])[:3]:
             value = _SPACE.sub(" ", value).strip()
             if settings.shorten_urls:

@@ -23,14 +23,11 @@ from sklearn.linear_model import LogisticRegression
 
 from daemon.spam.text import TextSettings
 
-# The token part reads much more than the transformer, plus headers that bogofilter and
-# SpamAssassin also learn from (mailer, content type, reply path).
-TOKEN_TEXT_SETTINGS = TextSettings(
-    head_words=1500,
-    tail_words=300,
-    headers=("x-mailer", "user-agent", "content-type", "reply-to", "return-path", "message-id", "precedence",
-             "list-id", "x-priority", "mime-version"),
-)
+# The token part reads much more than the transformer, plus every header, like bogofilter and
+# SpamAssassin's Bayes: in 5-fold cross-validation on the training split, all headers beat a
+# hand-picked set (mailer, content type, reply path): ROC AUC 0.99964 vs 0.99944, spam recall at
+# 0.3 % FPR 0.971 vs 0.953 (docs/benchmarks.md).
+TOKEN_TEXT_SETTINGS = TextSettings(head_words=1500, tail_words=300, all_headers=True)
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,10 @@ def test_image_only_mail_names_its_attachments() -> None:
     msg.add_attachment(b"\x89PNG....", maintype="image", subtype="png", filename="offer.png")
     text = build_text(parse_message(msg.as_bytes()), TextSettings())
     assert "image/png" in text
+
+
+def test_all_headers_skip_other_filters_verdicts() -> None:
+    parsed = _parsed("x", X_Mailer="Mailer 1", X_Spam_Status="Yes, score=9")
+    text = build_text(parsed, TextSettings(all_headers=True))
+    assert "x-mailer: Mailer 1" in text and "x-spam-status" not in text
+    assert text.count("Subject:") == 1
