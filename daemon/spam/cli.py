@@ -131,25 +131,26 @@ def cmd_eval_spam(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_setup_model(args: argparse.Namespace, settings: Settings) -> int:
+def _ensure_starter(settings: Settings, db: Database) -> None:
     from daemon.spam.starter import ensure_starter_model
 
+    version_id = ensure_starter_model(settings, db, on_step=print)
+    print(f"active spam model version: {version_id}")
+
+
+def cmd_setup_model(args: argparse.Namespace, settings: Settings) -> int:
     db = _open_database(settings)
     try:
-        version_id = ensure_starter_model(settings, db, on_step=print)
+        _ensure_starter(settings, db)
     finally:
         db.dispose()
-    print(f"active spam model version: {version_id}")
     return 0
 
 
 def setup(settings: Settings, db: Database) -> None:
     """Part of ``mailsense setup``: a fresh install gets the starter model, trained once and cached."""
-    from daemon.spam.starter import ensure_starter_model
-
     if settings.spam.enabled and not settings.spam.model_dir:
-        version_id = ensure_starter_model(settings, db, on_step=print)
-        print(f"active spam model version: {version_id}")
+        _ensure_starter(settings, db)
 
 
 def status_lines(settings: Settings, db: Database) -> list[str]:
