@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.ingest.mime import Unparseable, parse_message, quick_message_id
+from daemon.ingest.mime import Unparseable, html_to_text, parse_message, quick_message_id
 
 
 def test_rfc2047_headers_and_html_only_body():
@@ -19,6 +19,18 @@ def test_rfc2047_headers_and_html_only_body():
     assert parsed.body_from_html and "Hello world" in parsed.body_text and "one" in parsed.body_text
     assert parsed.sent_at is not None and parsed.sent_at.utcoffset().total_seconds() == 3600
     assert quick_message_id(raw) == "<x@y>"
+
+
+def test_stray_script_tags_and_layout_tables_do_not_hide_the_text():
+    # A spam in the SpamAssassin corpus opens its HTML with "</SCRIPT>"; html2text alone then
+    # drops every later word and the message looked empty to the classifier.
+    stray = "\n  </SCRIPT>\n<center><table><tr><td><b>Professional Appointment Setting</b></td>" \
+            "<td>Call us Toll Free</td></tr></table></center>"
+    text = html_to_text(stray)
+    assert "Professional Appointment Setting" in text and "Call us Toll Free" in text
+    assert "|" not in text and "---" not in text
+    scripted = "<style>p {color: red}</style><script>var s = '<b>not text</b>';</script><p>Hello <b>you</b></p>"
+    assert html_to_text(scripted).split() == ["Hello", "you"]
 
 
 def test_plain_part_preferred_and_attachments_listed():

@@ -17,6 +17,7 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
+from html import unescape
 
 import html2text
 
@@ -124,16 +125,40 @@ def _decode_part(part: Message) -> str:
             return payload.decode("latin-1")
 
 
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_STRAY_SCRIPT_OR_STYLE = re.compile(r"</?(script|style)\b[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _strip_tags(html: str) -> str:
+    text = re.sub(r"[ \t\r\f\v]+", " ", unescape(_TAG.sub(" ", html)))
+    return re.sub(r"\s*\n\s*", "\n", text).strip()
+
+
 def html_to_text(html: str) -> str:
+    """Readable text of an HTML body.
+
+    Script and style blocks are removed before html2text sees the markup: a stray ``</script>``
+    (spam in the SpamAssassin corpus starts its HTML with one) leaves html2text's "inside a
+    script" counter negative, and it then silently drops every later word. If html2text still
+    returns next to nothing for markup that visibly has text, a plain tag strip is used instead.
+    """
+    cleaned = _STRAY_SCRIPT_OR_STYLE.sub(" ", _SCRIPT_OR_STYLE.sub(" ", html))
     converter = html2text.HTML2Text()
     converter.ignore_images = True
     converter.ignore_emphasis = True
     converter.body_width = 0
     converter.ignore_links = False
+    converter.ignore_tables = True  # layout tables would become Markdown pipes, noise for every reader
     try:
-        return converter.handle(html)
+        text = converter.handle(cleaned)
     except Exception:  # html2text chokes on some broken markup; a tag strip is better than nothing
-        return re.sub(r"<[^>]+>", " ", html)
+        return _strip_tags(cleaned)
+    if len(text.strip()) < 20:
+        stripped = _strip_tags(cleaned)
+        if len(stripped) > 4 * max(len(text.strip()), 10):
+            return stripped
+    return text
 
 
 def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
