@@ -2,7 +2,8 @@
 
     python bench/spam_speed.py --model DIR [--data TARBALL] [--max-lengths 128,256]
 
-For each path (fp32 / dynamic int8, batch 32 / batch 1, max length) it reports messages per
+For each path (ONNX Runtime int8 screen + fp32 for close calls / ONNX Runtime fp32 / PyTorch fp32 /
+PyTorch dynamic int8, batch 32 / batch 1, max length) it reports messages per
 second for the whole classify call (texts built, tokenized, both model parts, ensemble) on
 pre-parsed messages, plus parse time separately, and the test metrics at the model's own
 threshold, so "faster with the same accuracy" is checked rather than assumed.
@@ -24,6 +25,7 @@ from daemon.spam import metrics  # noqa: E402
 from daemon.spam.data import iter_raw, parse_examples  # noqa: E402
 from daemon.spam.model import SpamModel  # noqa: E402
 
+RUNTIME_OF = {"onnx+int8-screen": "auto", "onnx": "onnx", "torch-fp32": "torch", "torch-int8": "torch"}
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"
 
 
@@ -34,7 +36,9 @@ def main() -> int:
     parser.add_argument("--max-lengths", default="", help="comma list; default: the model's own")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N test messages")
-    parser.add_argument("--batch1", action="store_true", help="also time int8 with batch size 1 (slow)")
+    parser.add_argument("--paths", default="onnx+int8-screen,onnx,torch-fp32,torch-int8",
+                        help="comma list of onnx+int8-screen, onnx, torch-fp32, torch-int8")
+    parser.add_argument("--batch1", action="store_true", help="also time each path with batch size 1 (slow)")
     parser.add_argument("--out", default=str(REPO / "bench/results/spam_speed.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,17 +54,21 @@ def main() -> int:
     lengths = [int(x) for x in args.max_lengths.split(",") if x] or [None]
     rows = []
     for max_length in lengths:
-        paths = [(False, 32), (True, 32)] + ([(True, 1)] if args.batch1 else [])
-        for quantize, batch in paths:
-            model = SpamModel.load(args.model, quantize=quantize, threads=args.threads, max_length=max_length)
+        names = [p for p in args.paths.split(",") if p]
+        paths = [(p, 32) for p in names] + ([(p, 1) for p in names] if args.batch1 else [])
+        for path, batch in paths:
+            model = SpamModel.load(args.model, quantize=path == "torch-int8", threads=args.threads,
+                                   max_length=max_length, runtime=RUNTIME_OF[path])
+            assert model.transformer.path_name == path, (model.transformer.path_name, path)
             model.scores(messages[:8])  # warm-up
             t0 = time.monotonic()
             scores = model.scores(messages, batch_size=batch)
             rate = len(messages) / (time.monotonic() - t0)
             r = metrics.report(labels, scores.tolist(), model.thresholds.spam)
-            row = {"max_length": model.transformer.max_length, "int8": quantize, "batch": batch,
+            row = {"max_length": model.transformer.max_length, "path": path, "batch": batch,
                    "msgs_per_s": rate, "fpr": r.fpr, "fnr": r.fnr, "f1": r.f1, "auc": r.auc,
-                   "recall_at_fpr_0.001": r.recall_at_fpr_0_001, "fp": r.confusion.fp, "fn": r.confusion.fn}
+                   "recall_at_fpr_0.001": r.recall_at_fpr_0_001, "fp": r.confusion.fp, "fn": r.confusion.fn,
+                   "rescored_in_fp32": model.last_rescored if path == "onnx+int8-screen" else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = {"model": str(args.model), "n": len(messages), "parse_msgs_per_s": parse_rate,
@@ -69,7 +77,7 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print("| max length | path | batch | msg/s | FPR | FNR | F1 | AUC |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['max_length']} | {'int8' if r['int8'] else 'fp32'} | {r['batch']} | {r['msgs_per_s']:.0f} "
+        print(f"| {r['max_length']} | {r['path']} | {r['batch']} | {r['msgs_per_s']:.0f} "
               f"| {r['fpr']:.2%} | {r['fnr']:.2%} | {r['f1']:.4f} | {r['auc']:.4f} |")
     print(f"parsing: {parse_rate:.0f} msg/s")
     return 0

@@ -66,7 +66,8 @@ class ClassifyStage:
             return
         with self._lock:
             self._checked_at = time.monotonic()
-            options = {"quantize": self.settings.int8, "threads": self.settings.threads or None}
+            options = {"quantize": self.settings.int8, "threads": self.settings.threads or None,
+                       "runtime": self.settings.runtime}
             try:
                 if self.settings.model_dir:
                     if self._model is None:

@@ -36,7 +36,8 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     from daemon.spam import registry
     from daemon.spam.model import SpamModel
 
-    options = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None}
+    options = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None,
+               "runtime": settings.spam.runtime}
     explicit = getattr(args, "model", None)
     if explicit:
         return SpamModel.load(Path(explicit), **options)  # type: ignore[arg-type]

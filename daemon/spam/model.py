@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import torch
 from daemon.ingest.mime import ParsedMessage
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TokenModel
+from daemon.spam.transformer import TransformerScorer, default_threads
 
 VERDICTS = ("ham", "unsure", "spam")
 
@@ -78,14 +77,6 @@ class Verdict:
     score: float  # probability-like, 0..1
 
 
-def default_threads() -> int:
-    """All cores we may use (respects CPU affinity, e.g. under systemd's CPUAffinity=)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
@@ -94,45 +85,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-class TransformerScorer:
-    """The fine-tuned transformer: spam logit (logit[spam] - logit[ham]) per text."""
-
-    def __init__(self, directory: Path, max_length: int, quantize: bool = False) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
-        model.eval()
-        if quantize:
-            with warnings.catch_warnings():
-                # torch marks the quantized tensor API as deprecated; it is still the fastest CPU path here.
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
-        # Tokenize once, then batch texts of similar length: padding costs as much as real tokens.
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.zeros(len(ids), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-                logits = self.model(**batch).logits.float()
-                out[chunk] = (logits[:, 1] - logits[:, 0]).numpy()
-        return out
-
-
 class SpamModel:
     """Everything a classify stage needs: ``SpamModel.load(path).classify(messages)``."""
 
     def __init__(self, directory: Path, transformer: TransformerScorer, tokens: TokenModel,
                  text_settings: TextSettings, token_text_settings: TextSettings, ensemble: Ensemble,
-                 thresholds: Thresholds, info: dict[str, Any]) -> None:
+                 thresholds: Thresholds, info: dict[str, Any], screen_margin: float | None = None) -> None:
         self.directory = directory
         self.transformer = transformer
         self.tokens = tokens
@@ -141,11 +99,17 @@ class SpamModel:
         self.ensemble = ensemble
         self.thresholds = thresholds
         self.info = info
+        self.screen_margin = screen_margin
+        self.last_rescored = 0
+        """How far (in transformer logits) the int8 screen may be from fp32; None = no screening."""
 
     @classmethod
     def load(cls, directory: str | Path, *, quantize: bool | None = None, threads: int | None = None,
-             max_length: int | None = None) -> SpamModel:
-        """Load a model version directory; ``quantize=None`` uses the path it was calibrated with."""
+             max_length: int | None = None, runtime: str = "auto") -> SpamModel:
+        """Load a model version directory; ``quantize=None`` uses the path it was calibrated with.
+
+        ``runtime``: 'auto' (ONNX Runtime when the version has ``model.onnx``), 'onnx' or 'torch'.
+        """
         directory = Path(directory)
         if not (directory / "version.json").exists():
             raise FileNotFoundError(f"{directory} is not a Mailsense model version (no version.json)")
@@ -157,6 +121,8 @@ class SpamModel:
             directory / "transformer",
             max_length=max_length or int(info["max_length"]),
             quantize=bool(info.get("quantized", False)) if quantize is None else quantize,
+            runtime=runtime,
+            threads=threads,
         )
         return cls(
             directory=directory,
@@ -167,6 +133,7 @@ class SpamModel:
             ensemble=Ensemble(float(ens["transformer"]), float(ens["tokens"]), float(ens["bias"])),
             thresholds=Thresholds.from_json(_read_json(directory / "thresholds.json")),
             info=info,
+            screen_margin=float(ens["int8_screen_margin"]) if "int8_screen_margin" in ens else None,
         )
 
     def component_logits(self, messages: Sequence[ParsedMessage], batch_size: int = 32
@@ -177,7 +144,28 @@ class SpamModel:
         return self.transformer.logits(t_texts, batch_size), self.tokens.logits(k_texts)
 
     def scores(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> np.ndarray:
-        t, k = self.component_logits(messages, batch_size)
+        """Ensemble scores; with an int8 screen, fp32 only for messages near a threshold.
+
+        The int8 logit is used where moving the transformer logit by ``screen_margin`` (twice the
+        largest int8-vs-fp32 difference seen on validation, plus 0.5) could not cross the spam or
+        the unsure threshold; every other message is re-scored in fp32. Verdicts therefore are the
+        fp32 model's; the stored score of a clear case may differ from fp32 in the last digits.
+        """
+        t_texts = [build_text(m, self.text_settings) for m in messages]
+        k = self.tokens.logits([build_text(m, self.token_text_settings) for m in messages])
+        if not (self.transformer.can_screen and self.screen_margin is not None and t_texts):
+            return sigmoid(self.ensemble.logit(self.transformer.logits(t_texts, batch_size), k))
+        t = self.transformer.screen_logits(t_texts)
+        z = self.ensemble.logit(t, k)
+        reach = abs(self.ensemble.transformer) * self.screen_margin
+        close = np.zeros(len(t), dtype=bool)
+        for threshold in (self.thresholds.spam, self.thresholds.unsure):
+            if 0.0 < threshold < 1.0:
+                close |= np.abs(z - math.log(threshold / (1.0 - threshold))) <= reach
+        if close.any():
+            rescored = np.flatnonzero(close)
+            t[rescored] = self.transformer.logits([t_texts[i] for i in rescored], batch_size)
+        self.last_rescored = int(close.sum())
         return sigmoid(self.ensemble.logit(t, k))
 
     def classify(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> list[Verdict]:

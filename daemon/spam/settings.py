@@ -19,6 +19,11 @@ class SpamSettings(Section):
         description="run the transformer with dynamic int8 quantization: faster on CPU, measured slightly "
         "less accurate (true/false)",
     )
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="'auto' runs the transformer with ONNX Runtime when the model version has model.onnx "
+        "(same scores, faster), else PyTorch; 'onnx' or 'torch' force one",
+    )
     threads: int = Field(0, ge=0, le=256, description="torch threads for classification; 0 = all cores")
 
 

@@ -32,9 +32,17 @@ import torch
 
 from daemon.spam import metrics
 from daemon.spam.data import Example, split_validation
-from daemon.spam.model import Ensemble, SpamModel, Thresholds, default_threads, sigmoid, write_json
+from daemon.spam.model import (
+    Ensemble,
+    SpamModel,
+    Thresholds,
+    default_threads,
+    sigmoid,
+    write_json,
+)
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel, TokenSettings
+from daemon.spam.transformer import export_onnx
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +198,14 @@ def fine_tune(train: list[Example], val: list[Example], out_dir: Path, config: T
         shutil.rmtree(checkpoints, ignore_errors=True)
 
 
+def export_transformer(directory: Path, say: Callable[[str], None]) -> None:
+    """Export ONNX for the daemon's default runtime; a version without it still runs on PyTorch."""
+    try:
+        export_onnx(directory)
+    except Exception as exc:  # e.g. the onnx package missing: slower, not broken
+        say(f"ONNX export failed ({type(exc).__name__}: {exc}); this version will run on PyTorch")
+
+
 def fit_ensemble(t_logits: np.ndarray, k_logits: np.ndarray, labels: list[int]) -> Ensemble:
     """Two weights and a bias by logistic regression on the validation split.
 
@@ -242,6 +258,7 @@ def train_model(examples: list[Example], out_dir: str | Path, config: TrainConfi
         ft_train, _ = split_validation(train, 1 - config.transformer_max_train / len(train), config.seed)
         say(f"fine-tuning on a stratified sample of {len(ft_train)} messages")
     ft = fine_tune(ft_train, val, out / "transformer", config, text_settings)
+    export_transformer(out / "transformer", say)
 
     val_report, result_metrics, thresholds = finish_version(out, train, val, config, text_settings, base, ft, say)
     seconds = time.monotonic() - started
@@ -284,7 +301,16 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     ensemble = fit_ensemble(t_logits, k_logits, val_labels)
     scores = sigmoid(ensemble.logit(t_logits, k_logits))
     thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
-    write_json(out / "ensemble.json", asdict(ensemble))
+    ensemble_json: dict[str, Any] = asdict(ensemble)
+    screen: dict[str, float] = {}
+    if model.transformer.can_screen:
+        # The int8 graph screens messages (daemon/spam/transformer.py); how far it strays from fp32
+        # on validation sets how close to a threshold a message must be to get an fp32 second look.
+        t8 = model.transformer.screen_logits([build_text(e.message, model.text_settings) for e in val])
+        worst = float(np.max(np.abs(t8 - t_logits))) if len(val) else 0.0
+        screen = {"max_abs_logit_diff": worst, "margin": 2 * worst + 0.5}
+        ensemble_json["int8_screen_margin"] = screen["margin"]
+    write_json(out / "ensemble.json", ensemble_json)
     write_json(out / "thresholds.json", thresholds.to_json())
 
     val_report = metrics.report(val_labels, scores.tolist(), thresholds.spam).to_json()
@@ -292,6 +318,7 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
         "transformer_auc": metrics.roc_auc(val_labels, t_logits.tolist()),
         "tokens_auc": metrics.roc_auc(val_labels, k_logits.tolist()),
         "ensemble": asdict(ensemble),
+        "int8_screen": screen,
     }
     result_metrics = {"validation": val_report, "validation_parts": parts, "training": fine_tune_metrics}
     write_json(out / "metrics.json", result_metrics)

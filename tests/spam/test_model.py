@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 def test_version_directory_has_everything(tiny_model: Path) -> None:
     for name in ("transformer/config.json", "transformer/model.safetensors", "transformer/tokenizer.json",
-                 "tokens.npz", "tokens.json", "text_settings.json", "ensemble.json", "thresholds.json",
-                 "metrics.json", "version.json"):
+                 "transformer/model.onnx", "transformer/model.int8.onnx", "tokens.npz", "tokens.json",
+                 "text_settings.json", "ensemble.json",
+                 "thresholds.json", "metrics.json", "version.json"):
         assert (tiny_model / name).exists(), name
     thresholds = json.loads((tiny_model / "thresholds.json").read_text())
     assert 0.5 <= thresholds["spam"] < 1 and thresholds["unsure"] <= thresholds["spam"]
@@ -50,6 +51,44 @@ def test_fp32_and_int8_paths_agree(tiny_model: Path) -> None:
     fp32 = SpamModel.load(tiny_model, quantize=False).scores(held_out)
     assert np.corrcoef(int8, fp32)[0, 1] > 0.95
     assert ((int8 >= 0.5) == (fp32 >= 0.5)).all()
+
+
+def test_onnx_runtime_gives_the_pytorch_scores(tiny_model: Path) -> None:
+    held_out = [e.message for e in make_examples(12, seed=7)]
+    onnx = SpamModel.load(tiny_model, runtime="onnx")
+    torch_fp32 = SpamModel.load(tiny_model, runtime="torch")
+    assert onnx.transformer.path_name == "onnx" and torch_fp32.transformer.path_name == "torch-fp32"
+    onnx_logits, _ = onnx.component_logits(held_out)
+    torch_logits, _ = torch_fp32.component_logits(held_out)
+    assert np.allclose(onnx_logits, torch_logits, atol=1e-3)
+
+
+def test_int8_screen_keeps_the_fp32_verdicts(tiny_model: Path) -> None:
+    messages = [e.message for e in make_examples(16, seed=8)]
+    screened = SpamModel.load(tiny_model)
+    fp32 = SpamModel.load(tiny_model, runtime="onnx")
+    assert screened.transformer.path_name == "onnx+int8-screen" and screened.screen_margin is not None
+    assert screened.screen_margin >= 0.5
+    assert [v.verdict for v in screened.classify(messages)] == [v.verdict for v in fp32.classify(messages)]
+    assert np.allclose(screened.scores(messages), fp32.scores(messages), atol=0.05)
+    # Put both thresholds where every message is a close call: all of them get an fp32 second look.
+    z = np.log(fp32.scores(messages) / (1 - fp32.scores(messages)))
+    middle = float(1 / (1 + np.exp(-np.median(z))))
+    screened.thresholds = Thresholds(spam=middle, unsure=middle)
+    screened.screen_margin = float(np.abs(z).max() * 2 / abs(screened.ensemble.transformer) + 1)
+    assert np.allclose(screened.scores(messages), fp32.scores(messages), atol=1e-4)
+    assert screened.last_rescored == len(messages)
+
+
+def test_a_version_without_onnx_runs_on_pytorch(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "no-onnx"
+    shutil.copytree(tiny_model, copy)
+    (copy / "transformer" / "model.onnx").unlink()
+    assert SpamModel.load(copy).transformer.path_name == "torch-fp32"
+    with pytest.raises(FileNotFoundError, match=r"model\.onnx"):
+        SpamModel.load(copy, runtime="onnx")
 
 
 def test_batching_does_not_change_scores(tiny_model: Path) -> None:
