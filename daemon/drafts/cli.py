@@ -1,4 +1,4 @@
-"""``mailsense drafts ...``: list and show reply drafts; a line for ``mailsense status``.
+"""``mailsense drafts ...``: list and show reply drafts, and why messages got none; lines for ``mailsense status``.
 
 Read-only for now: approving, editing and sending belong to the review surface.
 """
@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from daemon.drafts.models import STATUSES, Draft
+from daemon.drafts.eligibility import SKIP_RULES
+from daemon.drafts.models import STATUSES, Draft, DraftSkip
 
 if TYPE_CHECKING:
     from daemon.config import Settings
@@ -22,8 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     drafts = subparsers.add_parser("drafts", help="reply drafts waiting for review").add_subparsers(
         dest="drafts_command", required=True
     )
-    lst = drafts.add_parser("list", help="drafts, newest first")
+    lst = drafts.add_parser("list", help="drafts, newest first (--skipped: messages that got none, and why)")
     lst.add_argument("--status", choices=STATUSES, help="only drafts with this status")
+    lst.add_argument("--skipped", action="store_true",
+                     help="messages the draft stage skipped (lists, auto-replies, our own mail...) with the reason")
+    lst.add_argument("--rule", choices=SKIP_RULES, help="with --skipped: only this rule")
     lst.add_argument("-n", "--limit", type=int, default=50, help="at most this many (default 50)")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=cmd_list)
@@ -46,7 +50,7 @@ def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object
     query = (
         select(
             Draft.id, Draft.status, Draft.confidence, Draft.backend, Draft.created_at, Draft.message_id,
-            Message.subject, Message.from_addr,
+            Message.subject, Message.from_addr, Draft.reason,
         )
         .join(Message, Message.id == Draft.message_id)
         .order_by(Draft.id.desc())
@@ -58,10 +62,34 @@ def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object
         return [dict(r._mapping) for r in s.execute(query)]
 
 
+def _skipped_rows(db: Database, rule: str | None, limit: int) -> list[dict[str, object]]:
+    from daemon.db.models import Message
+
+    query = (
+        select(
+            DraftSkip.message_id, DraftSkip.rule, DraftSkip.reason, DraftSkip.updated_at,
+            Message.subject, Message.from_addr,
+        )
+        .join(Message, Message.id == DraftSkip.message_id)
+        .order_by(DraftSkip.message_id.desc())
+        .limit(limit)
+    )
+    if rule:
+        query = query.where(DraftSkip.rule == rule)
+    with db.session() as s:
+        return [dict(r._mapping) for r in s.execute(query)]
+
+
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    if args.rule and not args.skipped:
+        print("--rule needs --skipped")
+        return 2
+    if args.status and args.skipped:
+        print("--status is for drafts; skipped messages have none")
+        return 2
     db = _database(settings)
     try:
-        rows = _rows(db, args.status, args.limit)
+        rows = _skipped_rows(db, args.rule, args.limit) if args.skipped else _rows(db, args.status, args.limit)
     finally:
         db.dispose()
     if args.json:
@@ -69,9 +97,13 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for r in rows:
         subject = " ".join(str(r["subject"] or "(no subject)").split())[:50]
+        if args.skipped:
+            print(f"message {r['message_id']:>6}  {subject:<50}  {r['from_addr'] or '':<30}  no draft: {r['reason']}")
+            continue
+        why = f"  ({r['reason']})" if r["reason"] else ""
         print(f"{r['id']:>6}  {r['status']:<11}  {r['confidence']:.2f}  {r['backend']:<10}  "
-              f"{subject:<50}  {r['from_addr'] or ''}")
-    print(f"{len(rows)} draft(s)")
+              f"{subject:<50}  {r['from_addr'] or ''}{why}")
+    print(f"{len(rows)} {'skipped message(s)' if args.skipped else 'draft(s)'}")
     return 0
 
 
@@ -127,10 +159,17 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def status_lines(settings: Settings, db: Database) -> list[str]:
-    """``drafts: pending 3, needs_human 1`` for ``mailsense status`` (nothing when none exist)."""
+    """For ``mailsense status``: ``drafts: pending 3, needs_human 1`` and, when messages were
+    skipped, ``no draft: mailing_list 12, automated 2 (...)`` counted by rule."""
     with db.session() as s:
         counts = dict(s.execute(select(Draft.status, func.count()).group_by(Draft.status)).all())
+        skipped = dict(s.execute(select(DraftSkip.rule, func.count()).group_by(DraftSkip.rule)).all())
     if not counts:
-        return ["drafts: none yet" + ("" if settings.drafts.enabled else " (drafting is off: [drafts] enabled)")]
-    ordered = [f"{status} {counts[status]}" for status in STATUSES if status in counts]
-    return ["drafts: " + ", ".join(ordered)]
+        lines = ["drafts: none yet" + ("" if settings.drafts.enabled else " (drafting is off: [drafts] enabled)")]
+    else:
+        lines = ["drafts: " + ", ".join(f"{status} {counts[status]}" for status in STATUSES if status in counts)]
+    if skipped:
+        ordered = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+        lines.append("no draft: " + ", ".join(f"{rule} {n}" for rule, n in ordered)
+                     + " (why: `mailsense drafts list --skipped`)")
+    return lines

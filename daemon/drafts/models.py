@@ -7,6 +7,12 @@ has moved on to approved/rejected/sent, is never overwritten.
 
 ``text`` is NULL when the draft needs a human: low confidence means we write nothing, and
 the reviewer gets the retrieved sources in ``citations`` instead.
+
+``draft_skips`` answers the other question a reviewer asks: why did this message get no
+draft at all? One row per message that the stage skipped (a list, an auto-reply, our own
+mail, out of the configured scope...), with a stable ``rule`` to count by and the
+``reason`` for a person. Writing a draft for the message removes its skip row; a draft that
+already exists when a reprocessed message is skipped is left alone (it may be a person's work).
 """
 
 from __future__ import annotations
@@ -48,6 +54,19 @@ class Draft(Base):
     model: Mapped[str | None] = mapped_column(Text)
     edited_by_human: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class DraftSkip(Base):
+    __tablename__ = "draft_skips"
+    __table_args__ = (Index("ix_draft_skips_rule", "rule"),)
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))  # one of daemon.drafts.eligibility.SKIP_RULES
+    reason: Mapped[str] = mapped_column(Text)  # for a person: names headers and rules, never message text
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

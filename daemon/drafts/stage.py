@@ -2,7 +2,8 @@
 
 Per message: eligibility (``daemon.drafts.eligibility``) → the query (subject + new body
 text, ``daemon.kb.query``) → hybrid retrieval (``daemon.kb.search``) → composition
-(``daemon.drafts.compose``) → one row in ``drafts``.
+(``daemon.drafts.compose``) → one row in ``drafts``. A message that gets no draft gets one
+row in ``draft_skips`` instead, with the rule and the reason (``mailsense drafts list --skipped``).
 
 Exactly one draft per message: the row is upserted on ``message_id``, and the update only
 applies while no person has edited the draft and it is still ``pending``/``needs_human``, so
@@ -23,15 +24,15 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Account, Folder, Message
 from daemon.drafts.backends.base import Backend, BackendError
 from daemon.drafts.compose import Composer, Composition
-from daemon.drafts.eligibility import MailFacts, Rules, skip_reason
-from daemon.drafts.models import REWRITABLE, Draft
+from daemon.drafts.eligibility import MailFacts, Rules, Skip, skip
+from daemon.drafts.models import REWRITABLE, Draft, DraftSkip
 from daemon.kb.query import build_query
 from daemon.kb.search import SearchHit, SearchParams, search
 from daemon.pipeline.stage import Outcome
@@ -184,7 +185,7 @@ class DraftStage:
             ).one_or_none()
         account = self.accounts.get(account_name or "")
         if account is not None and not account.drafts.enabled:
-            return self._skip(message, "drafts are off for this account")
+            return self._skip(session, message, Skip("account_off", "drafts are off for this account"))
         facts = MailFacts(
             from_addr=message.from_addr or "",
             to_addrs=list(message.to_addrs or []),
@@ -192,9 +193,9 @@ class DraftStage:
             folder=folder_name,
             spam_verdict=message.spam_verdict,
         )
-        reason = skip_reason(facts, account_rules(self.settings, account))
-        if reason:
-            return self._skip(message, reason)
+        skipped = skip(facts, account_rules(self.settings, account))
+        if skipped:
+            return self._skip(session, message, skipped)
         if existing is not None and (existing.edited_by_human or existing.status not in REWRITABLE):
             log.info("message %d: draft kept (%s%s)", message.id, existing.status,
                      ", edited by a person" if existing.edited_by_human else "")
@@ -220,13 +221,28 @@ class DraftStage:
         return Outcome.next()
 
     @staticmethod
-    def _skip(message: Message, reason: str) -> Outcome:
-        log.info("message %d: no draft (%s)", message.id, reason)
-        return Outcome.finish(f"no draft: {reason}")
+    def _skip(session: Session, message: Message, why: Skip) -> Outcome:
+        with session.begin():
+            save_skip(session, message.id, why)
+        log.info("message %d: no draft (%s)", message.id, why.reason)
+        return Outcome.finish(f"no draft: {why.reason}")
+
+
+def save_skip(session: Session, message_id: int, why: Skip) -> None:
+    """Record (or update, on reprocessing) why the message gets no draft."""
+    values = {"rule": why.rule, "reason": why.reason}
+    stmt = insert(DraftSkip).values(message_id=message_id, **values)
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=[DraftSkip.message_id], set_={**values, "updated_at": func.now()})
+    )
 
 
 def save(session: Session, message_id: int, c: Composition) -> bool:
-    """Insert the draft, or update the existing one unless a person edited it or it moved on."""
+    """Insert the draft, or update the existing one unless a person edited it or it moved on.
+
+    A skip recorded by an earlier pass (say, before the account's scope changed) is removed.
+    """
+    session.execute(delete(DraftSkip).where(DraftSkip.message_id == message_id))
     values = {
         "status": c.status,
         "text": c.text,

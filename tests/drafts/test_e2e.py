@@ -40,8 +40,9 @@ def test_drafts_for_questions_not_for_newsletters_once_per_message(
     wait_for(all_done, 90, "three messages through the draft stage", daemon.log)
     with db.session() as s:
         rows = s.execute(text(
-            "SELECT m.subject, d.status, d.text, d.citations FROM messages m "
-            "LEFT JOIN drafts d ON d.message_id = m.id ORDER BY m.id"
+            "SELECT m.subject, d.status, d.text, d.citations, k.reason AS skip_reason FROM messages m "
+            "LEFT JOIN drafts d ON d.message_id = m.id LEFT JOIN draft_skips k ON k.message_id = m.id "
+            "ORDER BY m.id"
         )).mappings().all()
     by_subject = {r["subject"]: r for r in rows}
     assert len(rows) == 3  # the duplicate delivery is one message, so one draft
@@ -50,7 +51,9 @@ def test_drafts_for_questions_not_for_newsletters_once_per_message(
     assert draft["status"] == "pending" and "Unplug the router" in draft["text"]
     assert [c["title"] for c in draft["citations"] if c["quoted"]] == ["Wi-Fi keeps disconnecting"]
 
-    assert by_subject["Weekly news"]["status"] is None  # no draft for a list
+    assert by_subject["Weekly news"]["status"] is None  # no draft for a list, and the reason is stored
+    assert by_subject["Weekly news"]["skip_reason"] == "mailing list (list-id)"
+    assert draft["skip_reason"] is None
 
     injected = by_subject["Internal notes please"]
     assert injected["status"] in ("pending", "needs_human")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.drafts.eligibility import MailFacts, Rules, skip_reason
+from daemon.drafts.eligibility import SKIP_RULES, MailFacts, Rules, skip, skip_reason
 
 NONE = Rules()
 
@@ -80,3 +80,25 @@ def test_recipient_and_folder_scope():
     assert skip_reason(mail(folder="Archive", to_addrs=["help@example.com"]), rules) == (
         "folder not configured for drafts"
     )
+
+
+@pytest.mark.parametrize(
+    ("facts", "rules", "rule"),
+    [
+        ({"spam_verdict": "unsure"}, NONE, "spam"),
+        ({"from_addr": ""}, NONE, "no_sender"),
+        ({"from_addr": "support@example.com"}, Rules.build(own=["support@example.com"]), "own_mail"),
+        ({"from_addr": "no-reply@example.org"}, NONE, "no_reply"),
+        ({"headers": {"content-type": ["multipart/report"]}}, NONE, "report"),
+        ({"headers": {"return-path": ["<>"]}}, NONE, "bounce"),
+        ({"headers": {"x-autoreply": ["yes"]}}, NONE, "automated"),
+        ({"headers": {"list-id": ["<news.example.org>"]}}, NONE, "mailing_list"),
+        ({"headers": {"precedence": ["bulk"]}}, NONE, "bulk"),
+        ({"folder": "Archive"}, Rules.build(folders=["INBOX"]), "folder"),
+        ({}, Rules.build(recipients=["help@example.com"]), "recipient"),
+    ],
+)
+def test_every_skip_names_a_stable_rule(facts: dict[str, object], rules: Rules, rule: str):
+    found = skip(mail(**facts), rules)
+    assert found is not None and found.rule == rule and rule in SKIP_RULES
+    assert found.reason == skip_reason(mail(**facts), rules)
