@@ -254,11 +254,15 @@ def evaluate_set(
         }
         print(f"{name} {mode}: {result[mode]}")
 
-    # Textbook RRF (k=60, equal weights) through the same SQL, for comparison (quality only).
-    rrf = replace(params, fusion="rrf", vector_weight=0.5, rrf_k=60)
-    rankings, _, _ = run_queries(db, embedder, [q.question for q in questions], rrf, vectors)
-    result["hybrid_rrf60"] = metrics(rankings, questions)
-    print(f"{name} hybrid_rrf60: {result['hybrid_rrf60']}")
+    # Textbook RRF (k=60, equal weights) and the previous default (both legs min-max scaled,
+    # vector weight 0.6) through the same SQL, for comparison (quality only).
+    for label, variant in (
+        ("hybrid_rrf60", replace(params, fusion="rrf", vector_weight=0.5, rrf_k=60)),
+        ("hybrid_minmax06", replace(params, fusion="minmax", vector_weight=0.6)),
+    ):
+        rankings, _, _ = run_queries(db, embedder, [q.question for q in questions], variant, vectors)
+        result[label] = metrics(rankings, questions)
+        print(f"{name} {label}: {result[label]}")
 
     if not args.no_email:
         rng = random.Random(42)
@@ -272,9 +276,13 @@ def evaluate_set(
                 rankings, _, _ = run_queries(db, embedder, queries, params.with_mode(mode), qv)
                 result["email"][f"{label}_{mode}"] = metrics(rankings, questions)
                 print(f"{name} email {label} {mode}: {result['email'][f'{label}_{mode}']}")
+        minmax = replace(params, fusion="minmax", vector_weight=0.6)
+        rankings, _, _ = run_queries(db, embedder, cleaned, minmax, embedder.embed(cleaned))
+        result["email"]["cleaned_hybrid_minmax06"] = metrics(rankings, questions)
+        print(f"{name} email cleaned hybrid_minmax06: {result['email']['cleaned_hybrid_minmax06']}")
 
     if args.explore:
-        explore(db, embedder, questions, vectors)
+        explore(db, embedder, questions, vectors, params)
 
     run = DatasetRun(name, db, embedder, questions, params, entries)
     for evaluator in EXTRA_EVALUATORS:
@@ -283,8 +291,17 @@ def evaluate_set(
     return result
 
 
-def explore(db: Database, embedder: Embedder, questions: list[Question], vectors: np.ndarray) -> None:
-    """Fusion variants recomputed in Python from the two legs' candidates (tuning aid, not reported)."""
+def explore(db: Database, embedder: Embedder, questions: list[Question], vectors: np.ndarray,
+            params: SearchParams) -> None:
+    """Fusion variants: through HYBRID_SQL, then recomputed in Python from the two legs' candidates
+    (a tuning aid, not reported)."""
+    texts = [q.question for q in questions]
+    for fusion, weights in (("relative", (0.3, 0.4, 0.5, 0.6, 0.7)), ("minmax", (0.5, 0.6, 0.7))):
+        for wv in weights:
+            for candidates in (20, 40, 80):
+                variant = replace(params, fusion=fusion, vector_weight=wv, candidates=candidates)
+                rankings, _, _ = run_queries(db, embedder, texts, variant, vectors)
+                print(f"  SQL {fusion} wv={wv} candidates={candidates:<3} {metrics(rankings, questions)}")
     base = SearchParams(limit=200, candidates=40)
     legs: list[tuple[list[SearchHit], list[SearchHit]]] = []
     with db.session() as s:
@@ -316,7 +333,7 @@ def explore(db: Database, embedder: Embedder, questions: list[Question], vectors
                 (wv / (k + v.vector_rank) if v else 0) + ((1 - wv) / (k + f.fts_rank) if f else 0)
             )
     for wv in (0.5, 0.55, 0.6, 0.65, 0.7):
-        variants[f"rsf wv={wv}"] = lambda v, f, bounds, wv=wv: (
+        variants[f"minmax wv={wv}"] = lambda v, f, bounds, wv=wv: (
             wv * _scaled(v.similarity if v else None, bounds[0], bounds[1])
             + (1 - wv) * _scaled(f.fts_score if f else None, bounds[2], bounds[3])
         )
@@ -325,7 +342,7 @@ def explore(db: Database, embedder: Embedder, questions: list[Question], vectors
 
 
 def _scaled(value: float | None, low: float, high: float) -> float:
-    """The min-max scaling of HYBRID_SQL, for the Python re-fusion of ``explore``."""
+    """The min-max scaling of HYBRID_SQL's ``minmax`` fusion, for the Python re-fusion of ``explore``."""
     if value is None:
         return 0.0
     return 1.0 if high == low else (value - low) / (high - low)
@@ -351,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunk-max-chars", type=int, default=ChunkParams().max_chars)
     parser.add_argument("--max-df", type=float, default=SearchParams().max_df, help="see SearchParams.max_df")
     parser.add_argument("--no-email", action="store_true", help="skip the email-wrapped variant")
-    parser.add_argument("--explore", action="store_true", help="print fusion variants computed in Python")
+    parser.add_argument("--explore", action="store_true", help="print fusion variants (SQL and Python)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rag.json")
     args = parser.parse_args(argv)
 

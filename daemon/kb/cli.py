@@ -161,5 +161,4 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         bm25 = f"{h.fts_score:.1f}" if h.fts_score is not None else "-"
         print(f"{i:>2}. {h.score:.3f} (cosine {cosine}, bm25 {bm25})  [{h.audience}] {h.heading_path}")
         print(f"    document {h.document_id}, chunk {h.chunk_id}: {' '.join(h.text.split())[:200]}")
-        print(f"    {' '.join(h.text.split())[:200]}")
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -77,15 +78,15 @@ def model_identity(configured: str, backend: Backend = "onnx") -> tuple[Path, st
 class Embedder:
     path: Path
     name: str
-    batch_size: int = 32
+    batch_size: int = 16
     backend: Backend = "torch"
-    threads: int = 0  # onnx only; 0 = onnxruntime's default (one per core)
+    threads: int = 0  # onnx only: batches embedded in parallel, one thread each; 0 = one per core
     _model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
 
     @classmethod
     def from_setting(
-        cls, configured: str, batch_size: int = 32, backend: Backend = "onnx", threads: int = 0
+        cls, configured: str, batch_size: int = 16, backend: Backend = "onnx", threads: int = 0
     ) -> Embedder:
         path, name, used = model_identity(configured, backend)
         return cls(path=path, name=name, batch_size=batch_size, backend=used, threads=threads)
@@ -113,15 +114,29 @@ class Embedder:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+        # tokenizer.json pads every text to 128 tokens and cuts at 128; sentence-transformers reads
+        # up to 256 and we pad each batch ourselves, only as far as its longest text.
+        tokenizer.no_padding()
         tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tokenizer
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        options.intra_op_num_threads = self.threads
-        # Busy-waiting threads steal CPU from the other stages (and other daemons) on small hosts.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # One thread per run: batches run in parallel instead (``_embed_onnx``). Splitting each
+        # batch's small matrix products over two threads cost 8-20 % more CPU per chunk (spinning
+        # off / on) and saved only 15 % of the wall time (docs/benchmarks.md, "Retrieval").
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def workers(self) -> int:
+        """Batches embedded at the same time (``threads``, or one per core available to us)."""
+        if self.threads:
+            return self.threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
     @property
     def dimension(self) -> int:
@@ -147,26 +162,51 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def _embed_onnx(self, texts: list[str], progress: bool) -> np.ndarray:
-        session = self.model
-        # Batches of similar length pad least; results go back to the callers' order.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-        starts = range(0, len(texts), self.batch_size)
-        if progress:
-            from tqdm import tqdm
+        """Tokenise all texts, sort them by token count, and run batches in parallel threads.
 
-            starts = tqdm(starts, desc="embedding", unit="batch")
-        for start in starts:
-            idx = order[start : start + self.batch_size]
-            encodings = self._tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        Sorting by tokens (not characters) means a batch pads only to its own longest text, and
+        onnxruntime releases the GIL while it runs, so ``workers`` threads keep as many cores
+        busy. Each vector depends only on its own text: batching changes nothing but the last
+        float bits (cosine ≥ 0.9999998 to one-at-a-time), and results keep the callers' order.
+        """
+        session = self.model
+        encodings = self._tokenizer.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
+        order = np.argsort(-lengths, kind="stable")
+        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+
+        def run(idx: np.ndarray) -> int:
+            width = int(lengths[idx].max())
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, : lengths[i]] = encodings[i].ids
+                mask[row, : lengths[i]] = 1
             hidden = session.run(
                 None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             )[0]
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             out[idx] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            return len(idx)
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
+        workers = min(self.workers, len(batches))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="embed") if workers > 1 else None
+        try:
+            for n in pool.map(run, batches) if pool is not None else map(run, batches):
+                if bar is not None:
+                    bar.update(n)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+            if bar is not None:
+                bar.close()
         return out
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -13,11 +13,21 @@ heading (and title) occurrences counting extra. Any query lexeme matches (OR, as
 ``websearch_to_tsquery`` ANDs its words and so matches nothing for a three-line question,
 and unnesting every matching tsvector per query cost 13 ms on 1,000 chunks.
 
-Fusion: relative score fusion. Each leg's scores are min-max scaled over its own
-candidates and mixed 60/40 (vector/full text). Textbook RRF (k=60) ignores how far apart
-the scores are and lost to the vector leg on stackfaq; rank fusion with other k and
-weights, a bounded full-text bonus on top of the cosine, and z-score fusion were measured
-too (docs/benchmarks.md, "Retrieval"). ``fusion="rrf"`` is kept for that comparison.
+Fusion (``relative``): every candidate of either leg is scored on both legs (its exact
+cosine, and its BM25: 0 without a query term). The cosine is min-max scaled over the vector
+leg's candidates. BM25 is divided by the query weight, the IDF sum of the query terms that
+the vector leg's candidates contain: what a chunk holding each of those terms once at
+average length scores. So BM25 keeps its absolute meaning (a chunk sharing one common word
+with a paraphrased question scores a small fraction, one with all the rare terms about 1),
+and words that no semantically near chunk uses (an email's greeting or context line) do not
+dilute it. The two are mixed half and half. With both legs min-max scaled (``minmax``, the
+previous default at 60/40) the best BM25 candidate always scored 1, and no weight suited
+both a manual with exact terms (BM25 better) and paraphrased FAQ questions (vector better).
+Textbook RRF (k=60) ignores how far apart the scores are and lost to the vector leg on
+stackfaq; rank fusion with other k and weights, a bounded full-text bonus, z-score fusion,
+document-level aggregation and other references for BM25 were measured too
+(docs/benchmarks.md, "Retrieval"). ``fusion="minmax"`` and ``"rrf"`` are kept for that
+comparison.
 
 ``score`` is relative to the other candidates of the same query, so it says nothing about
 whether the KB can answer at all: use ``similarity`` (the absolute cosine) for confidence.
@@ -41,6 +51,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["hybrid", "vector", "fts"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "fts")
+Fusion = Literal["relative", "minmax", "rrf"]
 
 MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
@@ -65,37 +76,58 @@ query_terms AS (
     GROUP BY p.lexeme, n.chunks
     HAVING count(*) <= greatest(:max_df * n.chunks, 20)
 ),
+bm25 AS (
+    -- BM25 of every chunk with a query term; an occurrence in the heading path (title first)
+    -- counts 1 + heading_boost times.
+    SELECT p.chunk_id AS id,
+           sum(qt.idf * (p.tf + :heading_boost * p.heading_tf) * (:k1 + 1)
+               / (p.tf + :heading_boost * p.heading_tf
+                  + :k1 * (1 - :b + :b * p.chunk_length / greatest(n.avg_length, 1)))) AS fts_score
+    FROM kb_postings p
+    JOIN query_terms qt USING (lexeme)
+    CROSS JOIN kb_corpus_stats n
+    GROUP BY p.chunk_id
+),
 fts_leg AS (
     SELECT id, row_number() OVER (ORDER BY fts_score DESC, id) AS rank, fts_score
-    FROM (
-        -- BM25; an occurrence in the heading path (title first) counts 1 + heading_boost times.
-        SELECT p.chunk_id AS id,
-               sum(qt.idf * (p.tf + :heading_boost * p.heading_tf) * (:k1 + 1)
-                   / (p.tf + :heading_boost * p.heading_tf
-                      + :k1 * (1 - :b + :b * p.chunk_length / greatest(n.avg_length, 1)))) AS fts_score
-        FROM kb_postings p
-        JOIN query_terms qt USING (lexeme)
-        CROSS JOIN kb_corpus_stats n
-        GROUP BY p.chunk_id
-        ORDER BY fts_score DESC
-        LIMIT :fts_k
-    ) matches
+    FROM (SELECT id, fts_score FROM bm25 ORDER BY fts_score DESC, id LIMIT :fts_k) best
 ),
 candidates AS (
-    SELECT id, v.rank AS vector_rank, v.similarity, f.rank AS fts_rank, f.fts_score
-    FROM vector_leg v FULL OUTER JOIN fts_leg f USING (id)
+    -- Every candidate of either leg, scored on both: its cosine and its BM25 (none without a
+    -- query term), not just on the leg that found it.
+    SELECT id, v.rank AS vector_rank, f.rank AS fts_rank,
+           1 - (c.embedding <=> CAST(:embedding AS vector)) AS similarity, b.fts_score
+    FROM vector_leg v
+    FULL OUTER JOIN fts_leg f USING (id)
+    JOIN kb_chunks c USING (id)
+    LEFT JOIN bm25 b USING (id)
+),
+query_weight AS (
+    -- BM25's own scale: what a chunk scores that holds each query term once at average length.
+    -- Only terms that the vector leg's candidates contain count, so words that no semantically
+    -- near chunk uses (greetings, an email's context lines) do not dilute a real match.
+    SELECT greatest(sum(idf), 1e-9) AS weight
+    FROM query_terms qt
+    WHERE NOT EXISTS (SELECT FROM vector_leg)
+       OR EXISTS (SELECT FROM kb_postings p WHERE p.lexeme = qt.lexeme AND p.chunk_id IN (SELECT id FROM vector_leg))
 ),
 bounds AS (
     SELECT (SELECT min(similarity) FROM vector_leg) AS min_sim, (SELECT max(similarity) FROM vector_leg) AS max_sim,
-           (SELECT min(fts_score) FROM fts_leg) AS min_fts, (SELECT max(fts_score) FROM fts_leg) AS max_fts
+           (SELECT min(fts_score) FROM fts_leg) AS min_fts, (SELECT max(fts_score) FROM fts_leg) AS max_fts,
+           (SELECT weight FROM query_weight) AS query_weight
 ),
 scaled AS (
-    -- Each leg's score min-max scaled to [0, 1] over its own candidates; 0 when not a candidate.
     SELECT c.*,
-        CASE WHEN similarity IS NULL THEN 0 WHEN max_sim = min_sim THEN 1
-             ELSE (similarity - min_sim) / (max_sim - min_sim) END AS vector_scaled,
-        CASE WHEN fts_score IS NULL THEN 0 WHEN max_fts = min_fts THEN 1
-             ELSE (fts_score - min_fts) / (max_fts - min_fts) END AS fts_scaled
+        -- relative: the cosine min-max scaled over the vector leg (below its last: 0), and BM25
+        -- against the query weight, so a weak full-text match stays weak.
+        CASE WHEN similarity IS NULL OR max_sim IS NULL THEN 0 WHEN max_sim = min_sim THEN 1
+             ELSE greatest((similarity - min_sim) / (max_sim - min_sim), 0) END AS vector_scaled,
+        coalesce(fts_score / query_weight, 0) AS fts_relative,
+        -- minmax (the previous default): each leg min-max scaled over its own candidates only.
+        CASE WHEN vector_rank IS NULL THEN 0 WHEN max_sim = min_sim THEN 1
+             ELSE (similarity - min_sim) / (max_sim - min_sim) END AS vector_minmax,
+        CASE WHEN fts_rank IS NULL THEN 0 WHEN max_fts = min_fts THEN 1
+             ELSE (fts_score - min_fts) / (max_fts - min_fts) END AS fts_minmax
     FROM candidates c CROSS JOIN bounds
 ),
 fused AS (
@@ -103,7 +135,8 @@ fused AS (
         CASE :fusion
             WHEN 'rrf' THEN coalesce(:vector_weight / (:rrf_k + vector_rank), 0)
                           + coalesce((1 - :vector_weight) / (:rrf_k + fts_rank), 0)
-            ELSE :vector_weight * vector_scaled + (1 - :vector_weight) * fts_scaled
+            WHEN 'minmax' THEN :vector_weight * vector_minmax + (1 - :vector_weight) * fts_minmax
+            ELSE :vector_weight * vector_scaled + (1 - :vector_weight) * fts_relative
         END AS score
     FROM scaled
 )
@@ -123,8 +156,8 @@ class SearchParams:
     mode: Mode = "hybrid"
     limit: int = 10
     candidates: int = 40  # per leg
-    fusion: Literal["rsf", "rrf"] = "rsf"
-    vector_weight: float = 0.6  # share of the vector leg; the full-text leg gets the rest
+    fusion: Fusion = "relative"
+    vector_weight: float = 0.5  # share of the vector leg; the full-text leg gets the rest
     k1: float = 1.2  # BM25
     b: float = 0.75  # BM25
     heading_boost: float = 2.0  # extra term frequency of a heading (and title) occurrence
@@ -146,11 +179,11 @@ class SearchHit:
     audience: str
     source: str
     external_id: str
-    score: float  # fused, relative to the other candidates of this query; higher is better
-    vector_rank: int | None
-    similarity: float | None  # cosine similarity of the chunk to the query, when in the vector leg
-    fts_rank: int | None
-    fts_score: float | None  # BM25 score, when in the full-text leg
+    score: float  # fused; compare it only with the other hits of the same query; higher is better
+    vector_rank: int | None  # rank in the vector leg's candidates, None when that leg did not find it
+    similarity: float | None  # cosine similarity to the query (None only in fts mode)
+    fts_rank: int | None  # rank in the full-text leg's candidates, None when that leg did not find it
+    fts_score: float | None  # BM25 score (None: no query term in the chunk, or vector mode)
 
 
 def fts_terms(query: str) -> str:
@@ -191,16 +224,20 @@ def search(
         query_vector = embedder.embed_query(query)
     if not vector_k and not fts_k:
         return []
-    if vector_k:
-        # The index scan returns at most ef_search rows: keep it above the candidate count.
-        session.execute(
-            text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(params.ef_search, vector_k))}
-        )
+    # For this transaction only. The index scan returns at most ef_search rows: keep it above the
+    # candidate count. And plan for each query's own terms: psycopg prepares a statement after a
+    # few runs, and Postgres' generic plan for it (which cannot see the terms) took 45 ms instead
+    # of 11 ms per search on a 10,000-chunk KB.
+    session.execute(
+        text("SELECT set_config('hnsw.ef_search', :ef, true),"
+             " set_config('plan_cache_mode', 'force_custom_plan', true)"),
+        {"ef": str(max(params.ef_search, vector_k))},
+    )
     rows = session.execute(
         HYBRID_SQL,
         {
             "embedding": _vector_literal(query_vector) if vector_k else None,
-            "fts_text": terms,
+            "fts_text": terms if fts_k else "",  # vector mode: no BM25 in the score
             "vector_k": vector_k,
             "fts_k": fts_k,
             "fusion": params.fusion,

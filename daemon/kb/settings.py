@@ -16,8 +16,10 @@ class KBSettings(Section):
         description="'onnx' (bundled int8 MiniLM, fast on CPU) or 'torch' (sentence-transformers); "
         "a custom embedding_model always uses torch. Changing it re-embeds the KB",
     )
-    embedding_threads: int = Field(0, ge=0, le=64, description="CPU threads for onnx embedding (0 = one per core)")
-    embedding_batch_size: int = Field(32, ge=1, le=1024, description="texts embedded per batch (1-1024)")
+    embedding_threads: int = Field(
+        0, ge=0, le=64, description="onnx: batches embedded in parallel, one CPU thread each (0 = one per core)"
+    )
+    embedding_batch_size: int = Field(16, ge=1, le=1024, description="texts embedded per batch (1-1024)")
     chunk_max_chars: int = Field(
         500, ge=200, le=8000, description="largest chunk in characters (200-8000; MiniLM reads about 1000)"
     )
@@ -30,6 +32,6 @@ class KBSettings(Section):
     )
     search_candidates: int = Field(40, ge=5, le=1000, description="candidates per retrieval leg (5-1000)")
     vector_weight: float = Field(
-        0.6, ge=0, le=1, description="share of the vector leg in hybrid search; full text gets the rest (0-1)"
+        0.5, ge=0, le=1, description="share of the vector leg in hybrid search; full text gets the rest (0-1)"
     )
     ef_search: int = Field(64, ge=10, le=1000, description="HNSW ef_search per query (10-1000; higher = exacter)")

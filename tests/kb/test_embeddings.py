@@ -1,5 +1,7 @@
 """The int8 ONNX embedder must agree with sentence-transformers on the same checkpoint."""
 
+import dataclasses
+
 import numpy as np
 
 from daemon.kb.embeddings import ONNX_MODEL_NAME, Embedder
@@ -18,3 +20,15 @@ def test_onnx_matches_torch_and_keeps_order(embedder: Embedder):
     np.testing.assert_allclose(np.linalg.norm(onnx, axis=1), 1.0, rtol=1e-5)
     assert (onnx * torch).sum(axis=1).min() > 0.99  # same model, int8 weights
     assert embedder.embed([]).shape == (0, 384)
+
+
+def test_parallel_batches_give_each_text_its_own_vector(embedder: Embedder):
+    """Batches sorted by token count and run on two threads: same vectors as one text at a time, same order."""
+    texts = [("Wi-Fi " * (i % 7 + 1)) + f"question number {i} about the router and the battery" for i in range(37)]
+    texts.append("word " * 400)  # longer than the 256 tokens the model reads: cut, not an error
+    parallel = dataclasses.replace(embedder, batch_size=4, threads=2, _model=None, _tokenizer=None)
+    assert parallel.workers == 2
+    together = parallel.embed(texts, progress=True)
+    alone = np.stack([embedder.embed([t])[0] for t in texts])
+    assert together.shape == (38, 384)
+    assert (together * alone).sum(axis=1).min() > 0.99999

@@ -116,6 +116,31 @@ def test_hybrid_search_finds_the_right_document(kb_db: Database, embedder: Embed
         assert search(s, "   ", embedder, SearchParams(mode="fts")) == []
 
 
+def test_every_candidate_is_scored_on_both_legs_and_each_mode_ranks_by_its_own(
+    kb_db: Database, embedder: Embedder, tmp_path: Path
+):
+    KnowledgeBase(kb_db, embedder).add([write_kb(tmp_path)])
+    query = "restart the router"
+    with kb_db.session() as s, s.begin():
+        hybrid = search(s, query, embedder, SearchParams(limit=10, candidates=5))
+        vector = search(s, query, embedder, SearchParams(mode="vector", limit=10, candidates=5))
+        fts = search(s, query, embedder, SearchParams(mode="fts", limit=10, candidates=5))
+    # Hybrid: a cosine for every hit, and BM25 for every hit that has a query term, whichever leg found it.
+    assert all(h.similarity is not None for h in hybrid)
+    assert {h.chunk_id for h in hybrid if h.fts_score is not None} == {h.chunk_id for h in fts}
+    assert hybrid[0].title == "Wi-Fi problems" and hybrid[0].fts_rank == 1
+    # One leg alone: ordered by its own score, with no trace of the other leg.
+    assert [h.similarity for h in vector] == sorted((h.similarity for h in vector), reverse=True)
+    assert all(h.fts_score is None and h.fts_rank is None for h in vector)
+    assert [h.fts_score for h in fts] == sorted((h.fts_score for h in fts), reverse=True)
+    assert all(h.similarity is None and h.vector_rank is None for h in fts)
+    # The previous fusion and RRF run through the same SQL.
+    with kb_db.session() as s, s.begin():
+        for fusion in ("minmax", "rrf"):
+            hits = search(s, query, embedder, SearchParams(limit=3, fusion=fusion, vector_weight=0.6))
+            assert hits[0].title == "Wi-Fi problems", fusion
+
+
 def test_fts_terms_are_plain_words():
     assert fts_terms('-foo "bar" OR baz & bar!') == "foo bar or baz"
 
