@@ -75,7 +75,8 @@ class ClassifyStage:
                             loaded = registry.load_configured(session, self.settings.model_dir, **options)
                         assert loaded is not None
                         self._version_id, self._model = loaded
-                        log.info("spam model loaded from %s", self.settings.model_dir)
+                        log.info("spam model loaded from %s (%s)", self.settings.model_dir,
+                                 self._model.transformer.path_name)
                     self._problem = None
                     return
                 with self.db.session() as session:
@@ -88,7 +89,8 @@ class ClassifyStage:
                         loaded = registry.load_active(session, **options)
                         if loaded is not None:
                             self._version_id, self._model = loaded
-                            log.info("spam model version %d loaded", self._version_id)
+                            log.info("spam model version %d loaded (%s)", self._version_id,
+                                     self._model.transformer.path_name)
                 self._problem = None
             except Exception as exc:  # a missing or broken model directory: say so, keep waiting
                 self._problem = f"spam model cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}"
