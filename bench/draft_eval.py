@@ -289,6 +289,21 @@ def summarise(rows: list[dict[str, Any]], threshold: float, brief: bool = False)
     return out
 
 
+def merge_into_rag(results: dict[str, Any], rag_path: Path) -> None:
+    """Copy the draft and abstention figures into rag.json (issue 5 asks for one file per set)."""
+    if results.get("backend") != "extractive" or not rag_path.exists():
+        return
+    rag = json.loads(rag_path.read_text())
+    for name, r in results["datasets"].items():
+        entry = rag.setdefault("datasets", {}).setdefault(name, {})
+        entry["draft"] = {"backend": "extractive", "rouge_l_recall": r["rouge_l_recall"],
+                          "token_recall": r["token_recall"], "gold_cited": r["gold_cited"],
+                          "answerable_pending": r["answerable_pending"], "n": r["answerable"]}
+        entry["abstain"] = {"needs_human": r["unanswerable_needs_human"], "n": r["unanswerable"],
+                            "confidence_threshold": r["threshold"]}
+    rag_path.write_text(json.dumps(rag, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -334,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.out}")
+        merge_into_rag(results, ROOT / "bench" / "results" / "rag.json")
     return 0
 
 
