@@ -145,3 +145,23 @@ def test_status_shows_connection_checkpoint_and_states(daemon_factory, dovecot, 
     out = subprocess.run([sys.executable, "-m", "daemon.cli", "-c", str(daemon.config), "status"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "test / INBOX: not connected" in out
+
+
+def test_new_mail_announced_with_another_commands_answer_is_noticed(dovecot, mailbox_user):
+    # Dovecot answers UID SEARCH from the session's current view and reports a message appended
+    # meanwhile as "* N EXISTS" after it; imaplib files that away, and IDLE will not repeat it.
+    # The watcher must see it, or the message waits for the next IDLE renewal (minutes).
+    from types import SimpleNamespace
+
+    from daemon.ingest.imap import _mail_announced
+
+    with dovecot.connect(mailbox_user) as client:
+        mailbox = SimpleNamespace(client=client)
+        client.select("INBOX", readonly=True)
+        _mail_announced(mailbox)  # type: ignore[arg-type]
+        assert not _mail_announced(mailbox)  # type: ignore[arg-type]
+        dovecot.append(mailbox_user, "INBOX", make_message("arrives during a search"))
+        typ, _ = client.uid("SEARCH", "UID", "1:*")
+        assert typ == "OK"
+        assert _mail_announced(mailbox)  # type: ignore[arg-type]
+        assert not _mail_announced(mailbox)  # type: ignore[arg-type]

@@ -39,6 +39,17 @@ class ServerSaidBye(Exception):
     pass
 
 
+def _mail_announced(mailbox: BaseMailBox) -> bool:
+    """Whether the server announced new mail (untagged EXISTS/RECENT) since the last call.
+
+    imaplib files untagged responses that arrive with other commands' answers away in
+    ``untagged_responses``; without this check such an announcement would wait for the next IDLE
+    renewal (minutes) instead of triggering a catch-up now.
+    """
+    responses = mailbox.client.untagged_responses
+    return bool(responses.pop("EXISTS", None)) | bool(responses.pop("RECENT", None))
+
+
 class FolderWatcher:
     """Keeps one folder of one account ingested until ``stop`` is set."""
 
@@ -116,9 +127,15 @@ class FolderWatcher:
         mailbox.folder.set(self.folder_name, readonly=True)
         IMAP_CONNECTED.labels(self.account.name, self.folder_name).set(1)
         log.info("%s: connected (%s)", self.what, "IDLE" if self._use_idle(mailbox) else "polling")
+        _mail_announced(mailbox)  # what EXAMINE reported is covered by the catch-up below
         self.catch_up(mailbox)
         while not self.stop.is_set():
             if self._use_idle(mailbox):
+                if _mail_announced(mailbox):
+                    # New mail was announced while we caught up (Dovecot answers UID SEARCH from its
+                    # current view and reports the new EXISTS after it); IDLE would not report it again.
+                    self.catch_up(mailbox)
+                    continue
                 self._idle(mailbox)
             else:
                 self.stop.wait(self.account.poll_seconds)
@@ -139,6 +156,9 @@ class FolderWatcher:
         while (response := client._get_response()) is not None:
             if response.startswith(tag):
                 raise imaplib.IMAP4.error(f"IDLE refused: {response[:200]!r}")
+        if _mail_announced(mailbox):  # an EXISTS that arrived before the server's "+ idling"
+            self._end_idle(mailbox, tag)
+            return
         deadline = time.monotonic() + self.account.idle_renew_seconds
         sock = client.sock
         while not self.stop.is_set() and time.monotonic() < deadline:
