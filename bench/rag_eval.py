@@ -79,12 +79,7 @@ class DatasetRun:
 
     def retrieve(self, query: str, mode: str = "hybrid", limit: int = 10) -> list[SearchHit]:
         with self.db.session() as s, s.begin():
-            return search(
-                s,
-                query,
-                self.embedder,
-                SearchParams(**{**self.params.__dict__, "mode": mode, "limit": limit}),
-            )
+            return search(s, query, self.embedder, replace(self.params, mode=mode, limit=limit))
 
 
 EXTRA_EVALUATORS: list[Callable[[DatasetRun], dict[str, Any]]] = []
@@ -201,7 +196,7 @@ def run_queries(
 ) -> tuple[list[list[str]], list[float], list[float]]:
     """Rankings, end-to-end ms (embedding + SQL; only without precomputed vectors) and SQL ms."""
     rankings, total_ms, sql_ms = [], [], []
-    p = SearchParams(**{**params.__dict__, "limit": CHUNKS_PER_QUERY})
+    p = replace(params, limit=CHUNKS_PER_QUERY)
     with db.session() as s:
         for i, query in enumerate(queries):
             t0 = time.perf_counter()
@@ -238,13 +233,12 @@ def evaluate_set(
         result["ingest_s"] = round(ingest_s, 1)
 
     # Latency first, per question with its own embedding (what the daemon does), hybrid mode.
+    texts = [q.question for q in questions]
     t0 = time.perf_counter()
-    vectors = embedder.embed([q.question for q in questions])
+    vectors = embedder.embed(texts)
     print(f"{name}: embedded {len(questions)} questions in {time.perf_counter() - t0:.1f} s")
     for mode in MODES:
-        mode_params = params.with_mode(mode)
-        timed = run_queries(db, embedder, [q.question for q in questions], mode_params, None)
-        rankings, total_ms, sql_ms = timed
+        rankings, total_ms, sql_ms = run_queries(db, embedder, texts, params.with_mode(mode), None)
         result[mode] = {
             **metrics(rankings, questions),
             "p50_ms": _pct(total_ms, 50),
@@ -260,7 +254,7 @@ def evaluate_set(
         ("hybrid_rrf60", replace(params, fusion="rrf", vector_weight=0.5, rrf_k=60)),
         ("hybrid_minmax06", replace(params, fusion="minmax", vector_weight=0.6)),
     ):
-        rankings, _, _ = run_queries(db, embedder, [q.question for q in questions], variant, vectors)
+        rankings, _, _ = run_queries(db, embedder, texts, variant, vectors)
         result[label] = metrics(rankings, questions)
         print(f"{name} {label}: {result[label]}")
 
@@ -269,15 +263,15 @@ def evaluate_set(
         wrapped = [wrap_email(q, questions[(i + 7) % len(questions)], rng) for i, q in enumerate(questions)]
         cleaned = [build_query(subject, body) for subject, body in wrapped]
         raw = [f"{subject}\n{body}" for subject, body in wrapped]
+        cleaned_vectors = embedder.embed(cleaned)
         result["email"] = {}
-        for label, queries in (("cleaned", cleaned), ("raw", raw)):
-            qv = embedder.embed(queries)
+        for label, queries, qv in (("cleaned", cleaned, cleaned_vectors), ("raw", raw, embedder.embed(raw))):
             for mode in MODES:
                 rankings, _, _ = run_queries(db, embedder, queries, params.with_mode(mode), qv)
                 result["email"][f"{label}_{mode}"] = metrics(rankings, questions)
                 print(f"{name} email {label} {mode}: {result['email'][f'{label}_{mode}']}")
         minmax = replace(params, fusion="minmax", vector_weight=0.6)
-        rankings, _, _ = run_queries(db, embedder, cleaned, minmax, embedder.embed(cleaned))
+        rankings, _, _ = run_queries(db, embedder, cleaned, minmax, cleaned_vectors)
         result["email"]["cleaned_hybrid_minmax06"] = metrics(rankings, questions)
         print(f"{name} email cleaned hybrid_minmax06: {result['email']['cleaned_hybrid_minmax06']}")
 

@@ -99,6 +99,10 @@ class DraftStage:
         self.db = db
         self.batch_size = settings.drafts.batch_size
         self.accounts = {a.name: a for a in settings.accounts}
+        # Derived from the settings once, not per message.
+        self._rules = {a.name: account_rules(settings, a) for a in settings.accounts}
+        self._default_rules = account_rules(settings, None)
+        self._search_params = search_params(settings.kb, settings.drafts.retrieve_chunks)
         self._lock = threading.Lock()
         self._inference = threading.Lock()  # the cores are shared: one message's models at a time
         self._embedder: Embedder | None = embedder
@@ -193,7 +197,7 @@ class DraftStage:
             folder=folder_name,
             spam_verdict=message.spam_verdict,
         )
-        skipped = skip(facts, account_rules(self.settings, account))
+        skipped = skip(facts, self._rules.get(account_name or "", self._default_rules))
         if skipped:
             return self._skip(session, message, skipped)
         if existing is not None and (existing.edited_by_human or existing.status not in REWRITABLE):
@@ -207,8 +211,7 @@ class DraftStage:
         hits: list[SearchHit] = []
         if vector is not None:
             with session.begin():
-                params = search_params(self.settings.kb, self.settings.drafts.retrieve_chunks)
-                hits = search(session, query, embedder, params, query_vector=vector)
+                hits = search(session, query, embedder, self._search_params, query_vector=vector)
         # A remote endpoint does its work elsewhere: only local models take the CPU lock.
         lock = contextlib.nullcontext() if composer.backend.name == "openai" else self._inference
         with lock:

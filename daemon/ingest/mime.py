@@ -99,16 +99,20 @@ def _decode_header(name: str, raw_value: str) -> str:
             return _safe_str(raw_value)
 
 
-def _header_items(msg: Message) -> list[tuple[str, str]]:
-    return [(name, _decode_header(name, str(value))) for name, value in msg.raw_items()]
+def _decoded_headers(msg: Message) -> dict[str, list[str]]:
+    """Every header value, decoded, by lower-case name, in message order."""
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        headers.setdefault(name.lower(), []).append(_decode_header(name, str(value)))
+    return headers
 
 
-def _header_all(items: list[tuple[str, str]], name: str) -> list[str]:
-    return [value for key, value in items if key.lower() == name.lower()]
+def _first(headers: dict[str, list[str]], name: str) -> str:
+    return next(iter(headers.get(name, [])), "")
 
 
-def _addresses(items: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
-    return [(n, a) for n, a in email.utils.getaddresses(_header_all(items, name)) if a or n]
+def _addresses(headers: dict[str, list[str]], name: str) -> list[tuple[str, str]]:
+    return [(n, a) for n, a in email.utils.getaddresses(headers.get(name, [])) if a or n]
 
 
 def _decode_part(part: Message) -> str:
@@ -187,11 +191,9 @@ def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
     return "", False, attachments
 
 
-def _sent_at(items: list[tuple[str, str]]) -> datetime | None:
-    values = _header_all(items, "Date")
-    if not values:
+def _sent_at(value: str) -> datetime | None:
+    if not value:
         return None
-    value = values[0]
     try:
         parsed = email.utils.parsedate_to_datetime(_safe_str(value))
     except (TypeError, ValueError, IndexError):
@@ -213,26 +215,24 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise Unparseable(f"MIME parser failed: {type(exc).__name__}") from None
     assert isinstance(msg, EmailMessage)
 
-    items = _header_items(msg)
-    headers: dict[str, list[str]] = {}
-    for name, value in items:
-        headers.setdefault(name.lower(), []).append(value[:4000])
+    decoded = _decoded_headers(msg)
+    headers = {name: [value[:4000] for value in values] for name, values in decoded.items()}
     try:
         body, from_html, attachments = _body_and_attachments(msg)
     except Exception as exc:
         raise Unparseable(f"body could not be decoded: {type(exc).__name__}") from None
 
-    senders = _addresses(items, "From")
+    senders = _addresses(decoded, "from")
     from_name, from_addr = senders[0] if senders else ("", "")
     defects = sorted({type(d).__name__ for part in msg.walk() for d in part.defects})
     return ParsedMessage(
-        message_id=(next(iter(_header_all(items, "Message-ID")), "").strip() or None),
-        subject=next(iter(_header_all(items, "Subject")), "").strip(),
+        message_id=(_first(decoded, "message-id").strip() or None),
+        subject=_first(decoded, "subject").strip(),
         from_name=from_name,
         from_addr=from_addr.lower(),
-        to_addrs=[a.lower() for _, a in _addresses(items, "To")],
-        cc_addrs=[a.lower() for _, a in _addresses(items, "Cc")],
-        sent_at=_sent_at(items),
+        to_addrs=[a.lower() for _, a in _addresses(decoded, "to")],
+        cc_addrs=[a.lower() for _, a in _addresses(decoded, "cc")],
+        sent_at=_sent_at(_first(decoded, "date")),
         headers=headers,
         body_text=body.replace("\x00", "")[:MAX_BODY_CHARS],
         body_from_html=from_html,

@@ -137,18 +137,13 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.kb.search import SearchParams, search
+    from daemon.drafts.stage import search_params
+    from daemon.kb.search import search
 
     db = _database(settings)
     try:
         embedder = embedder_for(settings.kb)
-        params = SearchParams(
-            mode=args.mode,
-            limit=args.limit,
-            candidates=settings.kb.search_candidates,
-            vector_weight=settings.kb.vector_weight,
-            ef_search=settings.kb.ef_search,
-        )
+        params = search_params(settings.kb, args.limit).with_mode(args.mode)
         with db.session() as s, s.begin():
             hits = search(s, " ".join(args.query), embedder, params)
     finally:

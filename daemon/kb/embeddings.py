@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from daemon.cpu import available_cores, onnx_session
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -110,7 +112,6 @@ class Embedder:
         return SentenceTransformer(str(self.path), device="cpu")
 
     def _load_onnx(self) -> Any:
-        import onnxruntime
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
@@ -119,24 +120,15 @@ class Embedder:
         tokenizer.no_padding()
         tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer = tokenizer
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
         # One thread per run: batches run in parallel instead (``_embed_onnx``). Splitting each
         # batch's small matrix products over two threads cost 8-20 % more CPU per chunk (spinning
         # off / on) and saved only 15 % of the wall time (docs/benchmarks.md, "Retrieval").
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return onnx_session(self.path, threads=1)
 
     @property
     def workers(self) -> int:
         """Batches embedded at the same time (``threads``, or one per core available to us)."""
-        if self.threads:
-            return self.threads
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        return self.threads or available_cores()
 
     @property
     def dimension(self) -> int:

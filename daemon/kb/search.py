@@ -236,7 +236,7 @@ def search(
     rows = session.execute(
         HYBRID_SQL,
         {
-            "embedding": _vector_literal(query_vector) if vector_k else None,
+            "embedding": vector_literal(query_vector) if vector_k else None,
             "fts_text": terms if fts_k else "",  # vector mode: no BM25 in the score
             "vector_k": vector_k,
             "fts_k": fts_k,
@@ -253,7 +253,8 @@ def search(
     return [SearchHit(**row) for row in rows]
 
 
-def _vector_literal(vector: np.ndarray | None) -> str | None:
+def vector_literal(vector: np.ndarray | None) -> str | None:
+    """pgvector's text form of a vector (``CAST(:x AS vector)``); also used by the store."""
     if vector is None:
         return None
     return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"

@@ -31,6 +31,7 @@ from daemon.kb.models import (
     KBDocument,
     KBEmbeddingModel,
 )
+from daemon.kb.search import vector_literal
 from daemon.kb.sources import DEFAULT_INTERNAL_PATTERNS, SourceDocument, SourceError, iter_files, read_file
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class KnowledgeBase:
             vectors = self.embedder.embed([embed_text(r.heading_path, r.text) for r in batch], progress=progress)
             s.execute(
                 text("UPDATE kb_chunks SET embedding = CAST(:embedding AS vector) WHERE id = :id"),
-                [{"id": r.id, "embedding": _literal(v)} for r, v in zip(batch, vectors, strict=True)],
+                [{"id": r.id, "embedding": vector_literal(v)} for r, v in zip(batch, vectors, strict=True)],
             )
 
     # -- add / sync / remove ----------------------------------------------------------------
@@ -269,10 +270,6 @@ def _chunk_row(document_id: int, chunk: Chunk, vector: object) -> dict[str, obje
         "text": chunk.text,
         "embedding": vector,
     }
-
-
-def _literal(vector: object) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"  # type: ignore[attr-defined]
 
 
 def _retype_embedding_column(s: Session, dim: int) -> None:

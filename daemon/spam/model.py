@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from daemon.cpu import available_cores
 from daemon.ingest.mime import ParsedMessage
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TokenModel
-from daemon.spam.transformer import TransformerScorer, default_threads
+from daemon.spam.transformer import TransformerScorer
 
 VERDICTS = ("ham", "unsure", "spam")
 
@@ -100,8 +101,9 @@ class SpamModel:
         self.thresholds = thresholds
         self.info = info
         self.screen_margin = screen_margin
-        self.last_rescored = 0
         """How far (in transformer logits) the int8 screen may be from fp32; None = no screening."""
+        self.last_rescored = 0
+        """Messages the last :meth:`scores` call re-scored in fp32 (benchmarks report it)."""
 
     @classmethod
     def load(cls, directory: str | Path, *, quantize: bool | None = None, threads: int | None = None,
@@ -113,7 +115,7 @@ class SpamModel:
         directory = Path(directory)
         if not (directory / "version.json").exists():
             raise FileNotFoundError(f"{directory} is not a Mailsense model version (no version.json)")
-        torch.set_num_threads(threads or default_threads())
+        torch.set_num_threads(threads or available_cores())
         info = _read_json(directory / "version.json")
         texts = _read_json(directory / "text_settings.json")
         ens = _read_json(directory / "ensemble.json")
@@ -136,11 +138,15 @@ class SpamModel:
             screen_margin=float(ens["int8_screen_margin"]) if "int8_screen_margin" in ens else None,
         )
 
+    def texts(self, messages: Sequence[ParsedMessage]) -> tuple[list[str], list[str]]:
+        """What the transformer and the token model read, built once per message."""
+        return ([build_text(m, self.text_settings) for m in messages],
+                [build_text(m, self.token_text_settings) for m in messages])
+
     def component_logits(self, messages: Sequence[ParsedMessage], batch_size: int = 32
                          ) -> tuple[np.ndarray, np.ndarray]:
-        """The transformer's and the token model's spam logits (training fits the ensemble on them)."""
-        t_texts = [build_text(m, self.text_settings) for m in messages]
-        k_texts = [build_text(m, self.token_text_settings) for m in messages]
+        """The transformer's (fp32) and the token model's spam logits (training fits the ensemble on them)."""
+        t_texts, k_texts = self.texts(messages)
         return self.transformer.logits(t_texts, batch_size), self.tokens.logits(k_texts)
 
     def scores(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> np.ndarray:
@@ -151,8 +157,9 @@ class SpamModel:
         the unsure threshold; every other message is re-scored in fp32. Verdicts therefore are the
         fp32 model's; the stored score of a clear case may differ from fp32 in the last digits.
         """
-        t_texts = [build_text(m, self.text_settings) for m in messages]
-        k = self.tokens.logits([build_text(m, self.token_text_settings) for m in messages])
+        self.last_rescored = 0
+        t_texts, k_texts = self.texts(messages)
+        k = self.tokens.logits(k_texts)
         if not (self.transformer.can_screen and self.screen_margin is not None and t_texts):
             return sigmoid(self.ensemble.logit(self.transformer.logits(t_texts, batch_size), k))
         t = self.transformer.screen_logits(t_texts)

@@ -23,10 +23,10 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from daemon.config import Settings
+from daemon.cpu import available_cores
 from daemon.db.session import Database
 from daemon.spam import registry
 from daemon.spam.data import load_path
-from daemon.spam.model import default_threads
 from daemon.spam.models import ModelVersion
 from daemon.spam.train import TrainConfig, TrainResult, train_model
 
@@ -44,7 +44,7 @@ def starter_config() -> TrainConfig:
     torch threads on two busy cores were measured several times slower than one.
     """
     return TrainConfig(epochs=1, max_length=128, transformer_max_train=800,
-                       threads=max(1, default_threads() - 1))
+                       threads=max(1, available_cores() - 1))
 
 
 def models_dir(settings: Settings) -> Path:

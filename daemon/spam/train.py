@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from daemon.cpu import available_cores
 from daemon.spam import metrics
 from daemon.spam.data import Example, split_validation
 from daemon.spam.model import (
     Ensemble,
     SpamModel,
     Thresholds,
-    default_threads,
     sigmoid,
     write_json,
 )
@@ -241,7 +241,7 @@ def train_model(examples: list[Example], out_dir: str | Path, config: TrainConfi
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new --out directory")
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(config.threads or default_threads())
+    torch.set_num_threads(config.threads or available_cores())
     _seed_everything(config.seed)
 
     train, val = split_validation(examples, config.val_fraction, config.seed)
@@ -297,7 +297,8 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     say("calibrating on the validation split")
     model = SpamModel.load(out, quantize=config.quantize, threads=config.threads)
     val_labels = [e.label for e in val]
-    t_logits, k_logits = model.component_logits([e.message for e in val])
+    t_texts, k_texts = model.texts([e.message for e in val])
+    t_logits, k_logits = model.transformer.logits(t_texts), model.tokens.logits(k_texts)
     ensemble = fit_ensemble(t_logits, k_logits, val_labels)
     scores = sigmoid(ensemble.logit(t_logits, k_logits))
     thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
@@ -306,7 +307,7 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     if model.transformer.can_screen:
         # The int8 graph screens messages (daemon/spam/transformer.py); how far it strays from fp32
         # on validation sets how close to a threshold a message must be to get an fp32 second look.
-        t8 = model.transformer.screen_logits([build_text(e.message, model.text_settings) for e in val])
+        t8 = model.transformer.screen_logits(t_texts)
         worst = float(np.max(np.abs(t8 - t_logits))) if len(val) else 0.0
         screen = {"max_abs_logit_diff": worst, "margin": 2 * worst + 0.5}
         ensemble_json["int8_screen_margin"] = screen["margin"]

@@ -24,19 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from daemon.cpu import available_cores, onnx_session
+
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
-
-
-def default_threads() -> int:
-    """All cores we may use (respects CPU affinity, e.g. under systemd's CPUAffinity=)."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def export_onnx(directory: Path) -> tuple[Path, Path]:
@@ -70,16 +62,6 @@ def export_onnx(directory: Path) -> tuple[Path, Path]:
     return fp32, int8
 
 
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 class TransformerScorer:
     """Spam logit (logit[spam] - logit[ham]) per text, through ONNX Runtime or PyTorch."""
 
@@ -99,11 +81,11 @@ class TransformerScorer:
         self._session: Any = None
         self._screen: Any = None
         self.model: Any = None
-        threads = threads or default_threads()
+        threads = threads or available_cores()
         if self.runtime == "onnx":
-            self._session = _session(onnx_path, threads)
+            self._session = onnx_session(onnx_path, threads)
             if runtime == "auto" and (directory / ONNX_INT8_FILE).exists():
-                self._screen = _session(directory / ONNX_INT8_FILE, threads)
+                self._screen = onnx_session(directory / ONNX_INT8_FILE, threads)
             return
         from transformers import AutoModelForSequenceClassification
 
@@ -131,9 +113,14 @@ class TransformerScorer:
         return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]  # type: ignore[no-any-return]
 
     def _run(self, session: Any, batch_ids: list[list[int]]) -> np.ndarray:
-        batch = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="np")
-        logits = session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
-                                    "attention_mask": batch["attention_mask"].astype(np.int64)})[0]
+        if len(batch_ids) == 1:  # the screen's case: nothing to pad, skip the tokenizer's pad()
+            input_ids = np.asarray(batch_ids, dtype=np.int64)
+            attention_mask = np.ones_like(input_ids)
+        else:
+            batch = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="np")
+            input_ids = batch["input_ids"].astype(np.int64)
+            attention_mask = batch["attention_mask"].astype(np.int64)
+        logits = session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
         return (logits[:, 1] - logits[:, 0]).astype(np.float32)
 
     def _batch_logits(self, batch_ids: list[list[int]]) -> np.ndarray:

@@ -190,9 +190,12 @@ class ExtractiveBackend:
             windows = [ordered[i : i + self.max_sentences] for i in range(len(ordered) - self.max_sentences + 1)]
             ordered = max(windows, key=lambda w: sum(scores[i] for i in w))
         picked: list[Unit] = []
+        picked_texts: set[str] = set()
         for i in ordered:
-            if all(_normal(units[i].text) != _normal(p.text) for p in picked):
+            normal = _normal(units[i].text)
+            if normal not in picked_texts:
                 picked.append(units[i])
+                picked_texts.add(normal)
         return picked, [scores[i] for i in keep if i in ordered] or [best]
 
 
