@@ -60,6 +60,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
     config = TrainConfig(
         base_model=Path(args.base) if args.base else None, epochs=args.epochs, max_length=args.max_length,
         seed=args.seed, target_fpr=args.target_fpr, threads=args.threads,
+        learning_rate=args.learning_rate or TrainConfig.learning_rate,
     )
     out = Path(args.out) if args.out else (
         Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
@@ -185,6 +186,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     spam.add_argument("--epochs", type=float, default=3.0, help="maximum epochs (default 3; early stopping)")
     spam.add_argument("--max-length", type=int, default=128,
                       help="tokens per message (default 128, see docs/benchmarks.md)")
+    spam.add_argument("--learning-rate", type=float,
+                      help="peak learning rate of the fine-tune (default 5e-5, see docs/benchmarks.md)")
     spam.add_argument("--target-fpr", type=float, default=0.001, help="ham share allowed above the spam threshold")
     spam.add_argument("--seed", type=int, default=42)
     spam.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 is faster on a busy machine)")

@@ -85,3 +85,30 @@ def test_all_headers_skip_other_filters_verdicts() -> None:
     text = build_text(parsed, TextSettings(all_headers=True))
     assert "x-mailer: Mailer 1" in text and "x-spam-status" not in text
     assert text.count("Subject:") == 1
+
+
+_REPORT = """SPAM: -------------------- Start SpamAssassin results ----------------------
+SPAM: This mail is probably spam.  The original message has been altered
+SPAM: Content analysis details:   (7.1 hits, 5 required)
+SPAM: RAZOR_CHECK        (7.0 points)  Listed in Razor, see
+http://razor.sourceforge.net/
+SPAM: -------------------- End of SpamAssassin results ---------------------
+"""
+
+
+def test_another_filters_body_report_is_dropped() -> None:
+    text = build_text(_parsed(_REPORT + "\nHello, I visited your website.\n"), TextSettings())
+    assert "SpamAssassin" not in text and "RAZOR" not in text and "razor" not in text
+    assert text.endswith("Hello, I visited your website.")
+    # Flattened into one line by an HTML body, without the end marker: dropped up to the blank line.
+    flat = "BAD MSG: PAM: ---- Start SpamAssassin results ---- SPAM: This mail is probably spam. SPAM: \n\nHi there."
+    assert build_text(_parsed(flat), TextSettings()).endswith("\n\nHi there.")
+    kept = build_text(_parsed(_REPORT + "\nBody."), TextSettings(drop_filter_reports=False))
+    assert "Start SpamAssassin results" in kept
+
+
+def test_versions_saved_before_report_dropping_keep_their_text() -> None:
+    saved = TextSettings().to_json()
+    del saved["drop_filter_reports"]
+    assert TextSettings.from_json(saved).drop_filter_reports is False
+    assert TextSettings.from_json(TextSettings().to_json()).drop_filter_reports is True
