@@ -51,6 +51,16 @@ def test_unknown_charset_and_nul_bytes_are_repaired():
     assert "\x00" not in parsed.body_text and parsed.body_text.startswith("Caf")
 
 
+def test_body_without_a_charset_is_decoded_not_replaced():
+    russian = "Заработай деньги дома! Только сегодня: бесплатная консультация по телефону, звоните сейчас."
+    for charset in ("koi8-r", "cp1251"):
+        raw = b"From: a@b.c\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\n" + russian.encode(charset)
+        body = parse_message(raw).body_text
+        assert "\ufffd" not in body and "деньги" in body, charset
+    utf8 = b"From: a@b.c\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\n" + "Grüße".encode()
+    assert parse_message(utf8).body_text.strip() == "Grüße"
+
+
 @pytest.mark.parametrize("raw", [b"", b"   \r\n", b"no header here, just text\r\n"])
 def test_nothing_to_parse_is_unparseable(raw):
     with pytest.raises(Unparseable):

@@ -19,9 +19,14 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from html import unescape
 
+import charset_normalizer
 import html2text
 
 MAX_BODY_CHARS = 200_000
+_DETECT_BYTES = 64_000
+# Candidates when a part names no charset. Unrestricted detection took short KOI8-R text for Shift_JIS.
+_MAIL_CHARSETS = ("cp1252", "iso8859_2", "koi8_r", "cp1251", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr")
+"""Charset detection reads at most this much of a part (its cost grows with the length)."""
 _HEADER_NAME = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
 
 
@@ -119,14 +124,32 @@ def _decode_part(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if payload is None:
         return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:  # unknown charset name: utf-8, then latin-1 never fails
+    charset = part.get_content_charset()
+    if charset:
         try:
-            return payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return payload.decode("latin-1")
+            return payload.decode(charset, errors="replace")
+        except LookupError:  # an unknown charset name counts as none
+            pass
+    return _decode_undeclared(payload)
+
+
+def _decode_undeclared(payload: bytes) -> str:
+    """Bytes without a (known) charset: UTF-8 if valid, else the most plausible charset.
+
+    Spam from 2002 often sends KOI8-R, Windows-1251 or GB2312 with no charset at all. Decoding that
+    as UTF-8 with replacement turned whole bodies into U+FFFD, which reviewers cannot read and models
+    can only learn as "garbage" (65 of the 6,046 shared corpus messages).
+    """
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(payload[:_DETECT_BYTES], cp_isolation=list(_MAIL_CHARSETS)).best()
+    encoding = best.encoding if best is not None else "cp1252"
+    try:
+        return payload.decode(encoding, errors="replace")
+    except LookupError:
+        return payload.decode("latin-1")
 
 
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
