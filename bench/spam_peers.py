@@ -349,7 +349,7 @@ def main() -> int:
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--mailsense-model", help="reuse this trained model version directory")
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--out", default=str(REPO / "bench/results/spam.json"))
     parser.add_argument("--limit", type=int, default=0, help="smoke test: every Nth message only")
     parser.add_argument("--merge", action="store_true", help="keep systems already in --out that were not rerun")
