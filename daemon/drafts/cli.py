@@ -15,6 +15,8 @@ from daemon.drafts.eligibility import SKIP_RULES
 from daemon.drafts.models import STATUSES, Draft, DraftSkip
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
+
     from daemon.config import Settings
     from daemon.db.session import Database
 
@@ -58,8 +60,7 @@ def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object
     )
     if status:
         query = query.where(Draft.status == status)
-    with db.session() as s:
-        return [dict(r._mapping) for r in s.execute(query)]
+    return _fetch(db, query)
 
 
 def _skipped_rows(db: Database, rule: str | None, limit: int) -> list[dict[str, object]]:
@@ -76,6 +77,10 @@ def _skipped_rows(db: Database, rule: str | None, limit: int) -> list[dict[str, 
     )
     if rule:
         query = query.where(DraftSkip.rule == rule)
+    return _fetch(db, query)
+
+
+def _fetch(db: Database, query: Select) -> list[dict[str, object]]:
     with db.session() as s:
         return [dict(r._mapping) for r in s.execute(query)]
 

@@ -24,9 +24,9 @@ import html2text
 
 MAX_BODY_CHARS = 200_000
 _DETECT_BYTES = 64_000
-# Candidates when a part names no charset. Unrestricted detection took short KOI8-R text for Shift_JIS.
-_MAIL_CHARSETS = ("cp1252", "iso8859_2", "koi8_r", "cp1251", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr")
 """Charset detection reads at most this much of a part (its cost grows with the length)."""
+# Candidates when a part names no charset. Unrestricted detection took short KOI8-R text for Shift_JIS.
+_MAIL_CHARSETS = ["cp1252", "iso8859_2", "koi8_r", "cp1251", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr"]
 _HEADER_NAME = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
 
 
@@ -144,12 +144,9 @@ def _decode_undeclared(payload: bytes) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(payload[:_DETECT_BYTES], cp_isolation=list(_MAIL_CHARSETS)).best()
-    encoding = best.encoding if best is not None else "cp1252"
-    try:
-        return payload.decode(encoding, errors="replace")
-    except LookupError:
-        return payload.decode("latin-1")
+    best = charset_normalizer.from_bytes(payload[:_DETECT_BYTES], cp_isolation=_MAIL_CHARSETS).best()
+    # The candidates are all Python codecs, so the decode cannot raise LookupError.
+    return payload.decode(best.encoding if best is not None else "cp1252", errors="replace")
 
 
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
