@@ -42,7 +42,8 @@ def score_length(length: int, train: list, test: list, args: argparse.Namespace,
     transformer_s = time.monotonic() - started
     k = model.tokens.logits(k_texts)
     alone = metrics.report(labels, sigmoid(t).tolist(), 0.5)
-    full = metrics.report(labels, sigmoid(model.ensemble.logit(t, k)).tolist(), model.thresholds.spam)
+    senders = model.sender_features([e.message for e in test])
+    full = metrics.report(labels, sigmoid(model.ensemble.logit(t, k, senders)).tolist(), model.thresholds.spam)
     return {
         "fine_tune_s": result.metrics["training"]["train_runtime_s"],
         "transformer_alone": {"auc": alone.auc, "recall_at_fpr_0.001": alone.recall_at_fpr_0_001,

@@ -4,13 +4,14 @@ A model version directory holds everything needed to reproduce its verdicts::
 
     transformer/         fine-tuned BertForSequenceClassification + tokenizer (save_pretrained)
     tokens.npz/json      token-statistics logistic regression (daemon/spam/tokens.py)
+    senders.json         sender reputation counts (daemon/spam/senders.py); absent in older versions
     text_settings.json   how each part builds its input text (daemon/spam/text.py)
-    ensemble.json        weights combining both logits, fitted on the validation split
+    ensemble.json        weights combining the parts' outputs, fitted on the validation split
     thresholds.json      spam and unsure thresholds, chosen on the validation split
     metrics.json         validation (and optionally test) figures
     version.json         base checkpoint, max length, inference path, creation time
 
-The score of a message is ``sigmoid(a * transformer_logit + b * token_logit + c)``. The
+The score of a message is ``sigmoid(a * transformer_logit + b * token_logit + w · sender_log_odds + c)``. The
 transformer runs in plain fp32 at 128 tokens by default. Dynamic int8 quantization of its Linear
 layers (``quantize=True``) was measured 1.4-2x faster but less accurate on the test split, and
 its scores depend slightly on which messages share a batch (activations are quantized per batch),
@@ -31,6 +32,7 @@ import torch
 
 from daemon.cpu import available_cores
 from daemon.ingest.mime import ParsedMessage
+from daemon.spam.senders import SenderReputation
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TokenModel
 from daemon.spam.transformer import TransformerScorer
@@ -67,9 +69,25 @@ class Ensemble:
     transformer: float
     tokens: float
     bias: float
+    senders: tuple[float, ...] = ()
+    """Weights of the sender-reputation features; empty = the version does not use them."""
 
-    def logit(self, transformer_logits: np.ndarray, token_logits: np.ndarray) -> np.ndarray:
-        return self.transformer * transformer_logits + self.tokens * token_logits + self.bias
+    def logit(self, transformer_logits: np.ndarray, token_logits: np.ndarray,
+              sender_features: np.ndarray | None = None) -> np.ndarray:
+        z = self.transformer * transformer_logits + self.tokens * token_logits + self.bias
+        if self.senders and sender_features is not None:
+            z = z + sender_features @ np.asarray(self.senders)
+        return z
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["senders"] = list(self.senders)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ensemble:
+        return cls(float(data["transformer"]), float(data["tokens"]), float(data["bias"]),
+                   tuple(float(w) for w in data.get("senders", ())))
 
 
 @dataclass(frozen=True)
@@ -91,10 +109,12 @@ class SpamModel:
 
     def __init__(self, directory: Path, transformer: TransformerScorer, tokens: TokenModel,
                  text_settings: TextSettings, token_text_settings: TextSettings, ensemble: Ensemble,
-                 thresholds: Thresholds, info: dict[str, Any], screen_margin: float | None = None) -> None:
+                 thresholds: Thresholds, info: dict[str, Any], screen_margin: float | None = None,
+                 senders: SenderReputation | None = None) -> None:
         self.directory = directory
         self.transformer = transformer
         self.tokens = tokens
+        self.senders = senders
         self.text_settings = text_settings
         self.token_text_settings = token_text_settings
         self.ensemble = ensemble
@@ -132,16 +152,21 @@ class SpamModel:
             tokens=TokenModel.load(directory),
             text_settings=TextSettings.from_json(texts["transformer"]),
             token_text_settings=TextSettings.from_json(texts["tokens"]),
-            ensemble=Ensemble(float(ens["transformer"]), float(ens["tokens"]), float(ens["bias"])),
+            ensemble=Ensemble.from_json(ens),
             thresholds=Thresholds.from_json(_read_json(directory / "thresholds.json")),
             info=info,
             screen_margin=float(ens["int8_screen_margin"]) if "int8_screen_margin" in ens else None,
+            senders=SenderReputation.load(directory),
         )
 
     def texts(self, messages: Sequence[ParsedMessage]) -> tuple[list[str], list[str]]:
         """What the transformer and the token model read, built once per message."""
         return ([build_text(m, self.text_settings) for m in messages],
                 [build_text(m, self.token_text_settings) for m in messages])
+
+    def sender_features(self, messages: Sequence[ParsedMessage]) -> np.ndarray | None:
+        """Sender-reputation inputs, or None for a version without them."""
+        return self.senders.features(messages) if self.senders is not None else None
 
     def component_logits(self, messages: Sequence[ParsedMessage], batch_size: int = 32
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,10 +185,11 @@ class SpamModel:
         self.last_rescored = 0
         t_texts, k_texts = self.texts(messages)
         k = self.tokens.logits(k_texts)
+        s = self.sender_features(messages)
         if not (self.transformer.can_screen and self.screen_margin is not None and t_texts):
-            return sigmoid(self.ensemble.logit(self.transformer.logits(t_texts, batch_size), k))
+            return sigmoid(self.ensemble.logit(self.transformer.logits(t_texts, batch_size), k, s))
         t = self.transformer.screen_logits(t_texts)
-        z = self.ensemble.logit(t, k)
+        z = self.ensemble.logit(t, k, s)
         reach = abs(self.ensemble.transformer) * self.screen_margin
         close = np.zeros(len(t), dtype=bool)
         for threshold in (self.thresholds.spam, self.thresholds.unsure):
@@ -173,7 +199,7 @@ class SpamModel:
             rescored = np.flatnonzero(close)
             t[rescored] = self.transformer.logits([t_texts[i] for i in rescored], batch_size)
         self.last_rescored = int(close.sum())
-        return sigmoid(self.ensemble.logit(t, k))
+        return sigmoid(self.ensemble.logit(t, k, s))
 
     def classify(self, messages: Sequence[ParsedMessage], batch_size: int = 32) -> list[Verdict]:
         """One (verdict, score) per message, in input order."""

@@ -6,9 +6,10 @@ Steps, all seeded:
 2. fine-tune ``BertForSequenceClassification`` from a base checkpoint *path* with the HF
    ``Trainer``: class-weighted loss (ham outnumbers spam about 2:1 in typical data), evaluation
    every epoch, early stopping on validation loss, the best epoch kept;
-3. fit the token-statistics model (``daemon/spam/tokens.py``) on the same training part;
-4. on the validation split, score both parts with the inference path the daemon will use, fit
-   the two combination weights, and choose the spam threshold for the target false-positive
+3. fit the token-statistics model (``daemon/spam/tokens.py``) and count sender reputation
+   (``daemon/spam/senders.py``) on the same training part;
+4. on the validation split, score every part with the inference path the daemon will use, fit
+   the combination weights, and choose the spam threshold for the target false-positive
    rate plus a lower "unsure" threshold;
 5. write the model version directory; ``daemon.spam.registry.register`` records it in
    ``model_versions``.
@@ -40,6 +41,7 @@ from daemon.spam.model import (
     sigmoid,
     write_json,
 )
+from daemon.spam.senders import SenderReputation
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel, TokenSettings
 from daemon.spam.transformer import export_onnx
@@ -72,6 +74,8 @@ class TrainConfig:
     quantize: bool = False
     """Calibrate (and by default run) with dynamic int8 quantization; measured faster but less accurate."""
     token_settings: TokenSettings = field(default_factory=TokenSettings)
+    sender_reputation: bool = True
+    """Use sender reputation as an ensemble input (daemon/spam/senders.py)."""
     text_settings: TextSettings | None = None
     """Transformer input; default: :meth:`TextSettings.for_max_length`."""
     progress: bool = True
@@ -206,22 +210,27 @@ def export_transformer(directory: Path, say: Callable[[str], None]) -> None:
         say(f"ONNX export failed ({type(exc).__name__}: {exc}); this version will run on PyTorch")
 
 
-def fit_ensemble(t_logits: np.ndarray, k_logits: np.ndarray, labels: list[int]) -> Ensemble:
-    """Two weights and a bias by logistic regression on the validation split.
+def fit_ensemble(t_logits: np.ndarray, k_logits: np.ndarray, labels: list[int],
+                 sender_features: np.ndarray | None = None) -> Ensemble:
+    """The combination weights and a bias by logistic regression on the validation split.
 
     Strong regularisation (C=1) on standardised inputs: a few hundred validation messages
     must not pick extreme weights that only fit their own quirks.
     """
     from sklearn.linear_model import LogisticRegression
 
-    x = np.column_stack([t_logits, k_logits]).astype(np.float64)
+    columns = [t_logits, k_logits]
+    if sender_features is not None:
+        columns.extend(sender_features.T)
+    x = np.column_stack(columns).astype(np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
     clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
     clf.fit((x - mean) / std, np.asarray(labels))
     w = clf.coef_.ravel() / std
     b = float(clf.intercept_[0] - np.sum(clf.coef_.ravel() * mean / std))
-    return Ensemble(transformer=float(w[0]), tokens=float(w[1]), bias=b)
+    return Ensemble(transformer=float(w[0]), tokens=float(w[1]), bias=b,
+                    senders=tuple(float(v) for v in w[2:]))
 
 
 def choose_thresholds(labels: list[int], scores: np.ndarray, target_fpr: float, unsure_fpr: float) -> Thresholds:
@@ -279,6 +288,8 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     tokens = TokenModel.fit([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in train],
                             [e.label for e in train], config.token_settings)
     tokens.save(out)
+    if config.sender_reputation:
+        SenderReputation.fit((e.message for e in train), (e.label for e in train)).save(out)
     write_json(out / "text_settings.json",
                {"transformer": text_settings.to_json(), "tokens": TOKEN_TEXT_SETTINGS.to_json()})
     info = {
@@ -299,10 +310,11 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     val_labels = [e.label for e in val]
     t_texts, k_texts = model.texts([e.message for e in val])
     t_logits, k_logits = model.transformer.logits(t_texts), model.tokens.logits(k_texts)
-    ensemble = fit_ensemble(t_logits, k_logits, val_labels)
-    scores = sigmoid(ensemble.logit(t_logits, k_logits))
+    s_features = model.sender_features([e.message for e in val])
+    ensemble = fit_ensemble(t_logits, k_logits, val_labels, s_features)
+    scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
     thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
-    ensemble_json: dict[str, Any] = asdict(ensemble)
+    ensemble_json: dict[str, Any] = ensemble.to_json()
     screen: dict[str, float] = {}
     if model.transformer.can_screen:
         # The int8 graph screens messages (daemon/spam/transformer.py); how far it strays from fp32
@@ -318,7 +330,7 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     parts = {
         "transformer_auc": metrics.roc_auc(val_labels, t_logits.tolist()),
         "tokens_auc": metrics.roc_auc(val_labels, k_logits.tolist()),
-        "ensemble": asdict(ensemble),
+        "ensemble": ensemble.to_json(),
         "int8_screen": screen,
     }
     result_metrics = {"validation": val_report, "validation_parts": parts, "training": fine_tune_metrics}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_version_directory_has_everything(tiny_model: Path) -> None:
     for name in ("transformer/config.json", "transformer/model.safetensors", "transformer/tokenizer.json",
-                 "transformer/model.onnx", "transformer/model.int8.onnx", "tokens.npz", "tokens.json",
+                 "transformer/model.onnx", "transformer/model.int8.onnx", "tokens.npz", "tokens.json", "senders.json",
                  "text_settings.json", "ensemble.json",
                  "thresholds.json", "metrics.json", "version.json"):
         assert (tiny_model / name).exists(), name
