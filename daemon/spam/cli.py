@@ -60,7 +60,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
     config = TrainConfig(
         base_model=Path(args.base) if args.base else None, epochs=args.epochs, max_length=args.max_length,
         seed=args.seed, target_fpr=args.target_fpr, threads=args.threads,
-        learning_rate=args.learning_rate or TrainConfig.learning_rate,
+        learning_rate=args.learning_rate or TrainConfig.learning_rate, cv_folds=args.cv_folds,
     )
     out = Path(args.out) if args.out else (
         Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
@@ -190,6 +190,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="peak learning rate of the fine-tune (default 5e-5, see docs/benchmarks.md)")
     spam.add_argument("--target-fpr", type=float, default=0.001, help="ham share allowed above the spam threshold")
     spam.add_argument("--seed", type=int, default=42)
+    spam.add_argument("--cv-folds", type=int, default=0, metavar="K",
+                      help="fit ensemble weights and thresholds on out-of-fold scores of K cross-fitting folds "
+                           "(K more fine-tunes; steadier false-positive rate, see docs/benchmarks.md); default off")
     spam.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 is faster on a busy machine)")
     spam.add_argument("--out", help="model version directory (default: state_dir/models/spam-<time>)")
     spam.add_argument("--activate", action="store_true", help="make it the active spam model")

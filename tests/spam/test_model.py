@@ -191,3 +191,29 @@ def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, mo
 
     with spam_db.session() as s:
         assert registry.active_version(s).id == version_id
+
+
+def test_cross_fitted_version_takes_thresholds_from_out_of_fold_scores(tmp_path: Path) -> None:
+    from daemon.spam.crossfit import best_epoch
+    from daemon.spam.train import TrainConfig, train_model
+
+    examples = make_examples(32, seed=3)
+    result = train_model(examples, tmp_path / "cv", TrainConfig(
+        epochs=1, max_length=48, batch_size=8, learning_rate=2e-4, val_fraction=0.25, progress=False,
+        cv_folds=2))
+    cross = result.metrics["validation_parts"]["cross_fit"]
+    # Every one of the 32 messages was scored by a fold model that had not seen it.
+    out_of_fold = cross["out_of_fold"]
+    assert cross["folds"] == 2 and out_of_fold["n_ham"] + out_of_fold["n_spam"] == 32
+    assert out_of_fold["threshold"] == result.thresholds.spam
+    assert out_of_fold["auc"] >= 0.9
+    assert -1.0 <= cross["validation_transformer_logits"]["correlation"] <= 1.0
+    with np.load(result.path / "out_of_fold.npz") as saved:
+        assert saved["transformer"].shape == (32,) and saved["senders"].shape == (32, 2)
+    model = SpamModel.load(result.path)
+    held_out = make_examples(12, seed=77)
+    verdicts = model.classify([e.message for e in held_out])
+    assert [v.verdict == "spam" for v in verdicts] == [e.label == 1 for e in held_out]
+    assert best_epoch([{"epoch": 1.0, "eval_loss": 0.3}, {"epoch": 2.0, "eval_loss": 0.2},
+                       {"epoch": 3.0, "eval_loss": 0.25}], 3.0) == 2.0
+    assert best_epoch([], 3.0) == 3.0
