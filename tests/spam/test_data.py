@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from daemon.spam.data import DataError, iter_raw, load_database, load_path, split_validation
+from daemon.spam.data import DataError, iter_raw, load_database, load_path, split_validation, stratified_folds
 from tests.spam.conftest import make_examples, make_message
 
 
@@ -113,3 +113,11 @@ def test_labels_from_the_database_newest_wins(spam_db) -> None:  # type: ignore[
         examples = load_database(s)
     assert sorted((e.name, e.label) for e in examples) == [(f"db:{ids[0]}", 0), (f"db:{ids[1]}", 1),
                                                            (f"db:{ids[2]}", 1)]
+
+
+def test_stratified_folds_partition_every_example_and_keep_the_class_share() -> None:
+    examples = make_examples(50, seed=4)  # 25 ham, 25 spam
+    folds = stratified_folds(examples, 5, seed=42)
+    assert sorted(i for fold in folds for i in fold) == list(range(50))
+    assert all(sum(examples[i].label for i in fold) == 5 and len(fold) == 10 for fold in folds)
+    assert folds == stratified_folds(examples, 5, seed=42) != stratified_folds(examples, 5, seed=43)
