@@ -53,6 +53,27 @@ def best_epoch(history: list[dict[str, Any]], default: float) -> float:
     return float(math.ceil(round(min(evaluated, key=lambda h: h["eval_loss"])["epoch"], 3)))
 
 
+def score_fold(examples: list[Example], held: list[int], config: TrainConfig, text_settings: TextSettings,
+               epochs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Train every part on the examples outside ``held`` and score the ``held`` ones with them."""
+    held_set = set(held)
+    fit = [e for i, e in enumerate(examples) if i not in held_set]
+    out = [examples[i] for i in held]
+    with tempfile.TemporaryDirectory(prefix="mailsense-fold-") as tmp:
+        fine_tune(fit, [], Path(tmp) / "transformer", replace(config, epochs=epochs, patience=0), text_settings)
+        scorer = TransformerScorer(Path(tmp) / "transformer", max_length=config.max_length,
+                                   quantize=config.quantize, runtime="torch", threads=config.threads)
+        transformer = scorer.logits([build_text(e.message, text_settings) for e in out])
+    token_model = TokenModel.fit([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in fit],
+                                 [e.label for e in fit], config.token_settings)
+    tokens = token_model.logits([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in out])
+    senders = None
+    if config.sender_reputation:
+        reputation = SenderReputation.fit((e.message for e in fit), (e.label for e in fit))
+        senders = reputation.features([e.message for e in out])
+    return transformer, tokens, senders
+
+
 def cross_fit(examples: list[Example], config: TrainConfig, text_settings: TextSettings, epochs: float,
               say: Callable[[str], None]) -> OutOfFold:
     """Out-of-fold transformer logits, token logits and sender features for every example."""
@@ -60,23 +81,11 @@ def cross_fit(examples: list[Example], config: TrainConfig, text_settings: TextS
     transformer = np.zeros(n, dtype=np.float32)
     tokens = np.zeros(n, dtype=np.float32)
     senders = np.zeros((n, len(FEATURES))) if config.sender_reputation else None
-    fold_config = replace(config, epochs=epochs, patience=0)
     folds = stratified_folds(examples, config.cv_folds, config.seed)
     for number, held in enumerate(folds, start=1):
-        held_set = set(held)
-        fit = [e for i, e in enumerate(examples) if i not in held_set]
-        out = [examples[i] for i in held]
-        say(f"cross-fitting fold {number}/{len(folds)}: fine-tuning on {len(fit)} messages "
-            f"for {epochs:g} epochs, scoring {len(out)}")
-        with tempfile.TemporaryDirectory(prefix="mailsense-fold-") as tmp:
-            fine_tune(fit, [], Path(tmp) / "transformer", fold_config, text_settings)
-            scorer = TransformerScorer(Path(tmp) / "transformer", max_length=config.max_length,
-                                       quantize=config.quantize, runtime="torch", threads=config.threads)
-            transformer[held] = scorer.logits([build_text(e.message, text_settings) for e in out])
-        token_model = TokenModel.fit([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in fit],
-                                     [e.label for e in fit], config.token_settings)
-        tokens[held] = token_model.logits([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in out])
-        if senders is not None:
-            reputation = SenderReputation.fit((e.message for e in fit), (e.label for e in fit))
-            senders[held] = reputation.features([e.message for e in out])
+        say(f"cross-fitting fold {number}/{len(folds)}: fine-tuning on {n - len(held)} messages "
+            f"for {epochs:g} epochs, scoring {len(held)}")
+        transformer[held], tokens[held], fold_senders = score_fold(examples, held, config, text_settings, epochs)
+        if senders is not None and fold_senders is not None:
+            senders[held] = fold_senders
     return OutOfFold(transformer, tokens, senders, [e.label for e in examples], [e.name for e in examples])
