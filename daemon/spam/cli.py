@@ -61,6 +61,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
         base_model=Path(args.base) if args.base else None, epochs=args.epochs, max_length=args.max_length,
         seed=args.seed, target_fpr=args.target_fpr, threads=args.threads,
         learning_rate=args.learning_rate or TrainConfig.learning_rate, cv_folds=args.cv_folds,
+        cv_jobs=args.cv_jobs,
     )
     out = Path(args.out) if args.out else (
         Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
@@ -193,6 +194,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     spam.add_argument("--cv-folds", type=int, default=0, metavar="K",
                       help="fit ensemble weights and thresholds on out-of-fold scores of K cross-fitting folds "
                            "(K more fine-tunes; steadier false-positive rate, see docs/benchmarks.md); default off")
+    spam.add_argument("--cv-jobs", type=int, default=1, metavar="N",
+                      help="cross-fitting folds run side by side (default 1; on 2 cores: --cv-jobs 2 --threads 1)")
     spam.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 is faster on a busy machine)")
     spam.add_argument("--out", help="model version directory (default: state_dir/models/spam-<time>)")
     spam.add_argument("--activate", action="store_true", help="make it the active spam model")

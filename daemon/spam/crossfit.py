@@ -18,8 +18,10 @@ under the cross-fitted thresholds to show it.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -74,18 +76,46 @@ def score_fold(examples: list[Example], held: list[int], config: TrainConfig, te
     return transformer, tokens, senders
 
 
+def _score_fold_job(examples: list[Example], held: list[int], config: TrainConfig, text_settings: TextSettings,
+                    epochs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``score_fold`` in a worker process, with the worker's own torch thread count."""
+    import torch
+
+    torch.set_num_threads(config.threads or 1)
+    return score_fold(examples, held, config, text_settings, epochs)
+
+
 def cross_fit(examples: list[Example], config: TrainConfig, text_settings: TextSettings, epochs: float,
               say: Callable[[str], None]) -> OutOfFold:
-    """Out-of-fold transformer logits, token logits and sender features for every example."""
+    """Out-of-fold transformer logits, token logits and sender features for every example.
+
+    With ``config.cv_jobs > 1`` the folds run in that many worker processes (spawned: forking a
+    process that already runs torch threads can deadlock). On 2 cores, two one-thread fine-tunes
+    side by side finish sooner than two-thread fine-tunes one after the other.
+    """
     n = len(examples)
     transformer = np.zeros(n, dtype=np.float32)
     tokens = np.zeros(n, dtype=np.float32)
     senders = np.zeros((n, len(FEATURES))) if config.sender_reputation else None
     folds = stratified_folds(examples, config.cv_folds, config.seed)
-    for number, held in enumerate(folds, start=1):
-        say(f"cross-fitting fold {number}/{len(folds)}: fine-tuning on {n - len(held)} messages "
-            f"for {epochs:g} epochs, scoring {len(held)}")
-        transformer[held], tokens[held], fold_senders = score_fold(examples, held, config, text_settings, epochs)
+    say(f"cross-fitting {len(folds)} folds ({min(config.cv_jobs, len(folds))} at a time): each fine-tunes on "
+        f"about {n - len(folds[0])} messages for {epochs:g} epochs and scores the rest")
+
+    def keep(number: int, scores: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> None:
+        held = folds[number]
+        transformer[held], tokens[held], fold_senders = scores
         if senders is not None and fold_senders is not None:
             senders[held] = fold_senders
+        say(f"cross-fitting: fold {number + 1}/{len(folds)} scored")
+
+    if config.cv_jobs <= 1:
+        for number, held in enumerate(folds):
+            keep(number, score_fold(examples, held, config, text_settings, epochs))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=config.cv_jobs, mp_context=context) as pool:
+            jobs = {pool.submit(_score_fold_job, examples, held, config, text_settings, epochs): number
+                    for number, held in enumerate(folds)}
+            for job in as_completed(jobs):
+                keep(jobs[job], job.result())
     return OutOfFold(transformer, tokens, senders, [e.label for e in examples], [e.name for e in examples])

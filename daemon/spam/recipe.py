@@ -48,6 +48,8 @@ class TrainConfig:
     """Fit the ensemble weights and thresholds on out-of-fold scores of this many cross-fitting folds
     (``daemon/spam/crossfit.py``) instead of the validation part alone; 0 = off. Costs one more fine-tune
     per fold."""
+    cv_jobs: int = 1
+    """Cross-fitting folds run side by side, each in its own process with ``threads`` torch threads."""
     quantize: bool = False
     """Calibrate (and by default run) with dynamic int8 quantization; measured faster but less accurate."""
     token_settings: TokenSettings = field(default_factory=TokenSettings)

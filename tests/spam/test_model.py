@@ -200,7 +200,7 @@ def test_cross_fitted_version_takes_thresholds_from_out_of_fold_scores(tmp_path:
     examples = make_examples(32, seed=3)
     result = train_model(examples, tmp_path / "cv", TrainConfig(
         epochs=1, max_length=48, batch_size=8, learning_rate=2e-4, val_fraction=0.25, progress=False,
-        cv_folds=2))
+        cv_folds=2, cv_jobs=2, threads=1))
     cross = result.metrics["validation_parts"]["cross_fit"]
     # Every one of the 32 messages was scored by a fold model that had not seen it.
     out_of_fold = cross["out_of_fold"]
