@@ -180,12 +180,18 @@ def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, mo
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(corpus, arcname="corpus")
     monkeypatch.setattr(starter, "CORPUS", archive)
+    # The shipped starter learns no sender reputation (the corpus owner's correspondents are not ours).
+    assert starter.starter_config().sender_reputation is False
     monkeypatch.setattr(starter, "starter_config", lambda: TrainConfig(
-        epochs=1, max_length=32, batch_size=8, val_fraction=0.25, progress=False))
+        epochs=1, max_length=32, batch_size=8, val_fraction=0.25, progress=False, sender_reputation=False))
     settings = Settings.model_validate({"daemon": {"state_dir": str(tmp_path / "state")}})
 
     version_id = starter.ensure_starter_model(settings, spam_db)
-    assert (tmp_path / "state/models/starter-v1/version.json").exists()
+    version_dir = tmp_path / "state/models/starter-v1"
+    assert (version_dir / "version.json").exists() and not (version_dir / "senders.json").exists()
+    loaded = SpamModel.load(version_dir)
+    assert loaded.senders is None and loaded.ensemble.senders == ()
+    assert len(loaded.classify([e.message for e in make_examples(4, seed=8)])) == 4
     assert starter.ensure_starter_model(settings, spam_db) == version_id  # cached, not retrained
     from daemon.spam import registry
 
