@@ -71,7 +71,7 @@ def score_fold(examples: list[Example], held: list[int], config: TrainConfig, te
     tokens = token_model.logits([build_text(e.message, TOKEN_TEXT_SETTINGS) for e in out])
     senders = None
     if config.sender_reputation:
-        reputation = SenderReputation.fit((e.message for e in fit), (e.label for e in fit))
+        reputation = SenderReputation.fit((e.message for e in fit), (e.label for e in fit), config.sender_ham_side)
         senders = reputation.features([e.message for e in out])
     return transformer, tokens, senders
 

@@ -55,6 +55,8 @@ class TrainConfig:
     token_settings: TokenSettings = field(default_factory=TokenSettings)
     sender_reputation: bool = True
     """Use sender reputation as an ensemble input (daemon/spam/senders.py)."""
+    sender_ham_side: bool = False
+    """Let known-ham senders earn credit too; only where From is authenticated before mail reaches us."""
     text_settings: TextSettings | None = None
     """Transformer input; default: :meth:`TextSettings.for_max_length`."""
     progress: bool = True

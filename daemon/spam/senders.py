@@ -45,32 +45,38 @@ def sender_keys(message: ParsedMessage) -> tuple[str | None, str | None]:
 class SenderReputation:
     """Ham and spam counts per sender key; ``features`` turns them into smoothed log-odds."""
 
-    def __init__(self, counts: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, counts: dict[str, tuple[int, int]], ham_side: bool = False) -> None:
         self.counts = counts
         """Key digest -> (ham count, spam count)."""
+        self.ham_side = ham_side
+        """Also speak *for* senders known as ham. Off by default: From is trivially forged, and a spam
+        forging a frequent correspondent would get that correspondent's credit (docs/benchmarks.md)."""
 
     @classmethod
-    def fit(cls, messages: Iterable[ParsedMessage], labels: Iterable[int]) -> SenderReputation:
+    def fit(cls, messages: Iterable[ParsedMessage], labels: Iterable[int], ham_side: bool = False
+            ) -> SenderReputation:
         counts: dict[str, list[int]] = {}
         for message, label in zip(messages, labels, strict=True):
             for key in sender_keys(message):
                 if key is not None:
                     counts.setdefault(key, [0, 0])[1 if label else 0] += 1
-        return cls({k: (h, s) for k, (h, s) in counts.items()})
+        return cls({k: (h, s) for k, (h, s) in counts.items()}, ham_side)
 
     def _log_odds(self, key: str | None) -> float:
         if key is None:
             return 0.0
         ham, spam = self.counts.get(key, (0, 0))
-        return math.log((min(ham, MAX_COUNT) + 1) / (min(spam, MAX_COUNT) + 1))
+        log_odds = math.log((min(ham, MAX_COUNT) + 1) / (min(spam, MAX_COUNT) + 1))
+        return log_odds if self.ham_side else min(log_odds, 0.0)
 
     def features(self, messages: Sequence[ParsedMessage]) -> np.ndarray:
-        """One row per message: ham-vs-spam log-odds of its address and of its domain (0 = unknown)."""
+        """One row per message: ham-vs-spam log-odds of its address and of its domain (0 = unknown;
+        without ``ham_side``, never above 0: a sender can only lose credit, never earn it)."""
         rows = [[self._log_odds(key) for key in sender_keys(m)] for m in messages]
         return np.asarray(rows, dtype=np.float64).reshape(len(messages), len(FEATURES))
 
     def save(self, directory: Path) -> None:
-        data = {"features": list(FEATURES), "max_count": MAX_COUNT,
+        data = {"features": list(FEATURES), "max_count": MAX_COUNT, "ham_side": self.ham_side,
                 "counts": {k: list(v) for k, v in sorted(self.counts.items())}}
         (directory / FILE_NAME).write_text(json.dumps(data, separators=(",", ":")) + "\n")
 
@@ -81,4 +87,4 @@ class SenderReputation:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return cls({k: (int(v[0]), int(v[1])) for k, v in data["counts"].items()})
+        return cls({k: (int(v[0]), int(v[1])) for k, v in data["counts"].items()}, bool(data.get("ham_side", False)))

@@ -157,7 +157,8 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
                             [e.label for e in train], config.token_settings)
     tokens.save(out)
     if config.sender_reputation:
-        SenderReputation.fit((e.message for e in train), (e.label for e in train)).save(out)
+        SenderReputation.fit((e.message for e in train), (e.label for e in train),
+                              config.sender_ham_side).save(out)
     write_json(out / "text_settings.json",
                {"transformer": text_settings.to_json(), "tokens": TOKEN_TEXT_SETTINGS.to_json()})
     info = {
