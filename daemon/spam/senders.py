@@ -1,15 +1,16 @@
 """Sender reputation: how often each From address and domain was ham or spam in the training data.
 
-Mail from someone the mailbox has kept mail from before is rarely spam. In 5-fold cross-validation
-on the shared corpus's train split, 2,821 of 3,319 ham came from an address seen (only as ham) in
-the other folds, while 3 of 1,498 spam came from an address ever seen as ham (docs/benchmarks.md).
-Commercial newsletters the owner subscribed to are the ham the text models misfile most; their
-sender is usually known. SpamAssassin's TxRep and Rspamd's reputation module use the same idea.
+By default a sender can only lose credit here: an address or domain that sent spam before pushes a
+message towards spam, an unknown or known-good one changes nothing. The other half, "mail from
+someone the mailbox kept mail from is rarely spam" (SpamAssassin's TxRep), is true in the data (in
+5-fold cross-validation on the shared corpus's train split, 2,821 of 3,319 ham came from an address
+seen only as ham in the other folds, 3 of 1,498 spam from one ever seen as ham), but From is forged
+freely: with it, forging a frequent correspondent let 248 of 398 test spam through
+(docs/benchmarks.md). ``ham_side=True`` turns it on for mail whose From is authenticated upstream.
 
-The reputation is one more input of the ensemble (``daemon/spam/model.py``), not a whitelist: the
-weights are fitted on the validation split, so a forged known sender on an obvious spam text is
-still outvoted. Keys are stored as truncated SHA-256 digests, so a model directory does not list
-the mailbox's correspondents in plain text, and as JSON, so loading never executes code.
+The reputation is one more input of the ensemble (``daemon/spam/model.py``), weighted like the
+others on held-out scores. Keys are stored as truncated SHA-256 digests, so a model directory does
+not list the mailbox's correspondents in plain text, and as JSON, so loading never executes code.
 """
 
 from __future__ import annotations
