@@ -180,17 +180,16 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
     t_texts, k_texts = model.texts([e.message for e in val])
     t_logits, k_logits = model.transformer.logits(t_texts), model.tokens.logits(k_texts)
     s_features = model.sender_features([e.message for e in val])
+    # The weights and thresholds are fitted on the validation rows, or on the out-of-fold rows when cross-fitting.
+    oof = out_of_fold
+    fit_t, fit_k, fit_s, fit_labels = (t_logits, k_logits, s_features, val_labels) if oof is None else (
+        oof.transformer, oof.tokens, oof.senders, oof.labels)
+    ensemble = fit_ensemble(fit_t, fit_k, fit_labels, fit_s)
+    fit_scores = sigmoid(ensemble.logit(fit_t, fit_k, fit_s))
+    thresholds = choose_thresholds(fit_labels, fit_scores, config.target_fpr, config.unsure_fpr)
+    scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
     cross_fitted: dict[str, Any] = {}
-    if out_of_fold is None:
-        ensemble = fit_ensemble(t_logits, k_logits, val_labels, s_features)
-        scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
-        thresholds = choose_thresholds(val_labels, scores, config.target_fpr, config.unsure_fpr)
-    else:
-        oof = out_of_fold
-        ensemble = fit_ensemble(oof.transformer, oof.tokens, oof.labels, oof.senders)
-        oof_scores = sigmoid(ensemble.logit(oof.transformer, oof.tokens, oof.senders))
-        thresholds = choose_thresholds(oof.labels, oof_scores, config.target_fpr, config.unsure_fpr)
-        scores = sigmoid(ensemble.logit(t_logits, k_logits, s_features))
+    if oof is not None:
         # Kept so the weights and thresholds can be re-derived and audited without new fine-tunes.
         np.savez_compressed(out / "out_of_fold.npz", labels=np.asarray(oof.labels), transformer=oof.transformer,
                             tokens=oof.tokens, senders=oof.senders if oof.senders is not None else np.zeros((0, 0)))
@@ -198,7 +197,7 @@ def finish_version(out: Path, train: list[Example], val: list[Example], config: 
         same = [position[e.name] for e in val]
         cross_fitted = {
             "folds": config.cv_folds,
-            "out_of_fold": metrics.report(oof.labels, oof_scores.tolist(), thresholds.spam).to_json(),
+            "out_of_fold": metrics.report(oof.labels, fit_scores.tolist(), thresholds.spam).to_json(),
             # The saved transformer against the fold transformers on the same validation messages:
             # the cross-fitted weights and thresholds only carry over if their logits agree in scale.
             "validation_transformer_logits": {
