@@ -28,6 +28,9 @@ _DETECT_BYTES = 64_000
 # Candidates when a part names no charset. Unrestricted detection took short KOI8-R text for Shift_JIS.
 _MAIL_CHARSETS = ["cp1252", "iso8859_2", "koi8_r", "cp1251", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr"]
 _HEADER_NAME = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
+_STUB_RATIO = 5
+"""A text/plain alternative with less than a fifth of the HTML's words is a stub ("your mail program
+does not show HTML, go to ..."); the HTML then carries the message and is what we read."""
 
 
 class Unparseable(ValueError):
@@ -152,6 +155,11 @@ def _decode_undeclared(payload: bytes) -> str:
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _STRAY_SCRIPT_OR_STYLE = re.compile(r"</?(script|style)\b[^>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
+# html2text writes every <blockquote> as "> " lines, which read as a quoted reply downstream and are
+# dropped. Mail clients mark real quotes with type="cite"; without one, blockquotes are layout
+# (an MSN Groups notification carried its whole message in one), so they become plain blocks.
+_CITE = re.compile(r"<blockquote\b[^>]*\btype\s*=\s*[\"']?cite", re.IGNORECASE)
+_BLOCKQUOTE = re.compile(r"<(/?)blockquote\b[^>]*>", re.IGNORECASE)
 
 
 def _strip_tags(html: str) -> str:
@@ -165,9 +173,11 @@ def html_to_text(html: str) -> str:
     Script and style blocks are removed before html2text sees the markup: a stray ``</script>``
     (spam in the SpamAssassin corpus starts its HTML with one) leaves html2text's "inside a
     script" counter negative, and it then silently drops every later word. If html2text still
-    returns next to nothing for markup that visibly has text, a plain tag strip is used instead.
+    returns far fewer words than the markup visibly has, a plain tag strip is used instead.
     """
     cleaned = _STRAY_SCRIPT_OR_STYLE.sub(" ", _SCRIPT_OR_STYLE.sub(" ", html))
+    if not _CITE.search(cleaned):
+        cleaned = _BLOCKQUOTE.sub(r"<\1div>", cleaned)
     converter = html2text.HTML2Text()
     converter.ignore_images = True
     converter.ignore_emphasis = True
@@ -178,21 +188,76 @@ def html_to_text(html: str) -> str:
         text = converter.handle(cleaned)
     except Exception:  # html2text chokes on some broken markup; a tag strip is better than nothing
         return _strip_tags(cleaned)
-    if len(text.strip()) < 20:
-        stripped = _strip_tags(cleaned)
-        if len(stripped) > 4 * max(len(text.strip()), 10):
-            return stripped
+    # html2text also drops everything after an unclosed <head> (an HTML mailing whose body sits in
+    # a <div> after <title>). Markup with several times the words of html2text's output lost text.
+    stripped = _strip_tags(cleaned)
+    if _word_count(stripped) > 2 * _word_count(text) + 10 or (
+            len(text.strip()) < 20 and len(stripped) > 4 * max(len(text.strip()), 10)):
+        return stripped
     return text
 
 
-def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
+_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+_DELIMITER = re.compile(r"^--([^\r\n]{1,200}?)[ \t]*$", re.MULTILINE)
+_WORDS = re.compile(r"\w+")
+
+
+def _content_type(part: Message) -> str:
+    """The ``type/subtype`` of a part, also when a semicolon is missing before its parameters.
+
+    ``Content-Type: TEXT/PLAIN charset=US-ASCII`` comes out of the stdlib as
+    ``text/plain charset=us-ascii``, which matched neither text type, so the body was lost.
+    """
+    ctype = part.get_content_type()
+    found = _CONTENT_TYPE.match(ctype)
+    return found.group(0) if found else ctype
+
+
+def _salvage_multipart(part: Message) -> Message | None:
+    """Re-parse a multipart whose declared boundary never occurs, with the delimiter it really uses.
+
+    Spam sends ``boundary="=Multipart Boundary 1"`` and then writes ``--= Multipart Boundary 1``:
+    the stdlib finds no parts and every word of the message was lost. The delimiter used is the
+    ``--`` line that recurs most often (it opens each part and, with ``--`` added, closes the last).
+    """
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return None
+    counts: dict[str, int] = {}
+    for match in _DELIMITER.finditer(payload):
+        token = match.group(1).removesuffix("--").rstrip()
+        if token:
+            counts[token] = counts.get(token, 0) + 1
+    if not counts:
+        return None
+    boundary, seen = max(counts.items(), key=lambda item: item[1])
+    if seen < 2 or '"' in boundary:
+        return None
+    head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\n\n'
+    salvaged = email.message_from_string(head + payload, policy=policy.default)
+    return salvaged if salvaged.is_multipart() else None
+
+
+def _word_count(text: str) -> int:
+    return len(_WORDS.findall(text))
+
+
+def _body_and_attachments(msg: Message, salvaged: bool = False) -> tuple[str, bool, list[Attachment]]:
     plain: list[str] = []
     html: list[str] = []
+    html_texts: list[str] = []  # already converted (from a salvaged multipart)
     attachments: list[Attachment] = []
     for part in msg.walk():
         if part.is_multipart():
             continue
-        ctype = part.get_content_type()
+        ctype = _content_type(part)
+        if part.get_content_maintype() == "multipart" and not salvaged:
+            repaired = _salvage_multipart(part)
+            if repaired is not None:
+                body, from_html, inner = _body_and_attachments(repaired, salvaged=True)
+                (html_texts if from_html else plain).append(body)
+                attachments.extend(inner)
+                continue
         disposition = (part.get_content_disposition() or "").lower()
         filename = part.get_filename()
         if disposition == "attachment" or (filename and not ctype.startswith("text/")):
@@ -204,11 +269,14 @@ def _body_and_attachments(msg: Message) -> tuple[str, bool, list[Attachment]]:
             plain.append(_decode_part(part))
         elif ctype == "text/html":
             html.append(_decode_part(part))
-    if any(p.strip() for p in plain):
-        return "\n".join(plain), False, attachments
-    if html:
-        return html_to_text("\n".join(html)), True, attachments
-    return "", False, attachments
+    converted = [html_to_text("\n".join(html))] if html else []
+    html_text = "\n".join(converted + html_texts)
+    plain_text = "\n".join(plain)
+    if plain_text.strip() and _word_count(plain_text) * _STUB_RATIO >= _word_count(html_text):
+        return plain_text, False, attachments
+    if html_text.strip():
+        return html_text, True, attachments
+    return plain_text, False, attachments
 
 
 def _sent_at(value: str) -> datetime | None:

@@ -21,7 +21,14 @@ _ATTRIBUTION = re.compile(r"^\s*(on\b.{0,200}\b(wrote|writes)|.{0,120}\b(wrote|w
 _ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|forwarded message)\s*-{2,}\s*$", re.IGNORECASE)
 # "-- " is the standard signature separator; mailing-list footers start with a rule of underscores.
 _SIGNATURE = re.compile(r"^(-- ?|_{20,}|-{20,})\s*$")
+# "-- " always opens a signature. A rule line only ends the message as a list footer when little
+# follows it: one with more words after it than before (and more than this) is decoration inside
+# the message. Spam opens with rules, and form-mail spam puts its whole text between two, which
+# was cut away unread.
+_FOOTER_WORDS = 30
 _URL = re.compile(r"\b(?:https?://|www\.)([^\s/<>\"')\]]+)[^\s<>\"')\]]*", re.IGNORECASE)
+# A mailto link's ?subject=...&body=... query only burns tokens, as a URL's path does.
+_MAILTO = re.compile(r"mailto:\s*[\w.+-]+@([\w-]+(?:\.[\w-]+)+)[^\s<>\"')\]]*", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[\w.+-]+@([\w-]+(?:\.[\w-]+)+)\b")
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -79,16 +86,31 @@ class TextSettings:
         return cls(head_words=words - tail, tail_words=tail)
 
 
+def _words_after(lines: list[str]) -> list[int]:
+    """For each line, the number of words from the next line to the end of the body."""
+    after = [0] * len(lines)
+    total = 0
+    for n in range(len(lines) - 1, -1, -1):
+        after[n] = total
+        total += len(_WORD.findall(lines[n]))
+    return after
+
+
 def _clean_body(body: str, settings: TextSettings) -> str:
     kept: list[str] = []
+    kept_words = 0
     in_report = False
-    for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    words_after = _words_after(lines)
+    for number, line in enumerate(lines):
         stripped = line.strip()
         if settings.drop_filter_reports and (in_report or _REPORT_START in line):
             in_report = bool(stripped) and _REPORT_END not in line
             if stripped:
                 continue
-        if settings.trim_signature and _SIGNATURE.match(line.rstrip("\n")) and kept:
+        separator = _SIGNATURE.match(line) if settings.trim_signature and kept_words else None
+        if separator and (separator.group(1).startswith("-- ") or separator.group(1) == "--"
+                          or words_after[number] <= max(kept_words, _FOOTER_WORDS)):
             break
         if settings.trim_quotes:
             if stripped.startswith((">", "|>")):
@@ -98,9 +120,11 @@ def _clean_body(body: str, settings: TextSettings) -> str:
             if _ATTRIBUTION.match(stripped):
                 continue
         kept.append(line)
+        kept_words += len(_WORD.findall(line))
     text = "\n".join(kept)
     if settings.shorten_urls:
         text = _URL.sub(lambda m: " " + m.group(1).lower().removeprefix("www.") + " ", text)
+        text = _MAILTO.sub(lambda m: " " + m.group(1).lower() + " ", text)
         text = _EMAIL.sub(lambda m: " " + m.group(1).lower() + " ", text)
     text = _SPACE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
