@@ -74,3 +74,50 @@ def test_header_values_that_crash_the_modern_parser_fall_back_to_plain_decoding(
     parsed = parse_message(raw)
     assert parsed.message_id == "<>" and parsed.subject == "inheritance"
     assert parsed.from_addr == "x@example.org" and parsed.sent_at is None
+
+
+def test_multipart_whose_declared_boundary_never_occurs_is_reparsed():
+    # Spam in the shared corpus declares boundary="=Multipart Boundary 0731021742" and writes
+    # "--= Multipart Boundary 0731021742": the stdlib finds no part and the body was empty.
+    raw = (b"From: a@b.c\r\nSubject: s\r\nContent-Type: multipart/alternative; boundary=\"=Boundary 07\"\r\n\r\n"
+           b"This is a multipart MIME message.\r\n\r\n"
+           b"--= Boundary 07\r\nContent-Type: text/plain; charset=\"ISO-8859-1\"\r\n\r\n"
+           b"NEED A WEBSITE? We build them.\r\n"
+           b"--= Boundary 07\r\nContent-Type: text/html\r\n\r\n<p>NEED A <b>WEBSITE</b>? We build them.</p>\r\n"
+           b"--= Boundary 07--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.body_text.split() == ["NEED", "A", "WEBSITE?", "We", "build", "them."]
+    assert "StartBoundaryNotFoundDefect" in parsed.defects
+    # A multipart with no recognisable delimiter at all still parses, with nothing invented.
+    hopeless = b"From: a@b.c\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=\"X\"\r\n\r\njust text\r\n"
+    assert parse_message(hopeless).body_text == ""
+
+
+def test_content_type_without_semicolon_before_charset_is_still_text():
+    raw = b"From: a@b.c\r\nSubject: s\r\nContent-Type: TEXT/PLAIN charset=US-ASCII\r\n\r\nRomanian software export\r\n"
+    assert parse_message(raw).body_text.strip() == "Romanian software export"
+
+
+def test_html_after_an_unclosed_head_is_kept():
+    html = ("<html>\n<head>\n<title>FREIGHTMART Mail Campaign</title>\n<DIV align=\"center\">"
+            "<a href=\"http://www.freightmart.com\"><img src=\"x.gif\"></a><br><br>To be REMOVED from any future "
+            "offers, simply <a href=\"mailto:remove@freightmart.com\">CLICK HERE!</a><br>For more info about our "
+            "freight rates and the routes we serve, CLICK HERE!</DIV></body></html>\n\nhttp://xent.com/mailman/listinfo/fork\n")
+    text = html_to_text(html)
+    assert "REMOVED from any future offers" in text and "freight rates" in text
+
+
+def test_plain_text_stub_gives_way_to_the_html_alternative():
+    stub = "We attempted to deliver this message with HTML formatting. Go to your settings."
+    story = " ".join(["READING THIS MESSAGE WILL CHANGE YOUR LIFE, it only costs six dollars."] * 12)
+    raw = (b"From: a@b.c\r\nSubject: s\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n"
+           b"--A\r\nContent-Type: text/plain\r\n\r\n" + stub.encode() + b"\r\n"
+           b"--A\r\nContent-Type: text/html\r\n\r\n<blockquote><p>" + story.encode()
+           + b"</p></blockquote>\r\n--A--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.body_from_html and "CHANGE YOUR LIFE" in parsed.body_text
+    # A layout blockquote is not a quoted reply: no "> " markers for quote trimming to drop ...
+    assert not any(line.startswith(">") for line in parsed.body_text.splitlines())
+    # ... while a mail client's cited quote keeps them.
+    cited = html_to_text('<p>Yes.</p><blockquote type="cite"><p>Ship it?</p></blockquote>')
+    assert "> Ship it?" in cited

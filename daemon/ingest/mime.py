@@ -198,7 +198,7 @@ def html_to_text(html: str) -> str:
 
 
 _CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
-_DELIMITER = re.compile(r"^--([^\r\n]{1,200}?)[ \t]*$", re.MULTILINE)
+_DELIMITER = re.compile(r"^--([^\r\n]{1,200}?)[ \t\r]*$", re.MULTILINE)
 _WORDS = re.compile(r"\w+")
 
 

@@ -112,3 +112,22 @@ def test_versions_saved_before_report_dropping_keep_their_text() -> None:
     del saved["drop_filter_reports"]
     assert TextSettings.from_json(saved).drop_filter_reports is False
     assert TextSettings.from_json(TextSettings().to_json()).drop_filter_reports is True
+
+
+def test_rule_lines_inside_the_message_do_not_cut_it() -> None:
+    # Form-mail spam: two lines, a rule, then the whole pitch, then the list footer.
+    pitch = "message: FREE FREE FREE! " + " ".join(["Unlimited web cam feeds, chat, pictures and videos."] * 6)
+    body = ("Below is the result of your feedback form. It was submitted by\n(x@happyman.com) on Thursday\n"
+            + "-" * 70 + f"\n\n{pitch}\n\n" + "-" * 70 + "\n\n-- \nIrish Linux Users' Group: ilug@linux.ie\n")
+    text = build_text(_parsed(body), TextSettings(head_words=400))
+    assert "FREE FREE FREE" in text and "web cam feeds" in text
+    assert "Irish Linux" not in text
+    # A newsletter that opens with a rule line is read past it.
+    opening = "-" * 40 + "\nGiftCD Offer Newsletter\n" + "-" * 40 + "\n" + "Thank you for your subscription. " * 10
+    assert "Thank you for your subscription" in build_text(_parsed(opening), TextSettings())
+
+
+def test_mailto_links_keep_only_the_domain() -> None:
+    body = "Reply here: mailto:list@groups.example.com?subject=Re%3A%20Make%20money%20fast now"
+    text = build_text(_parsed(body), TextSettings())
+    assert "groups.example.com" in text and "subject=" not in text and "Make%20money" not in text
