@@ -121,3 +121,10 @@ def test_plain_text_stub_gives_way_to_the_html_alternative():
     # ... while a mail client's cited quote keeps them.
     cited = html_to_text('<p>Yes.</p><blockquote type="cite"><p>Ship it?</p></blockquote>')
     assert "> Ship it?" in cited
+
+
+def test_declared_us_ascii_on_8bit_bytes_is_detected_not_replaced():
+    body = "Привет, это письмо в кодировке KOI8-R без правильного заголовка.".encode("koi8_r")
+    raw = b"From: a@b.c\r\nSubject: s\r\nContent-Type: text/plain; charset=\"us-ascii\"\r\n\r\n" + body + b"\r\n"
+    text = parse_message(raw).body_text
+    assert "\ufffd" not in text and "Привет" in text

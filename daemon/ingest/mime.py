@@ -128,6 +128,10 @@ def _decode_part(part: Message) -> str:
     if payload is None:
         return ""
     charset = part.get_content_charset()
+    # "us-ascii" on 8-bit bytes is a default the sender's software wrote without looking; decoding
+    # by it turns every non-ASCII byte into U+FFFD, so such bytes are treated as undeclared.
+    if charset in ("us-ascii", "ascii") and not payload.isascii():
+        charset = None
     if charset:
         try:
             return payload.decode(charset, errors="replace")

@@ -27,6 +27,9 @@ _SIGNATURE = re.compile(r"^(-- ?|_{20,}|-{20,})\s*$")
 # was cut away unread.
 _FOOTER_WORDS = 30
 _URL = re.compile(r"\b(?:https?://|www\.)([^\s/<>\"')\]]+)[^\s<>\"')\]]*", re.IGNORECASE)
+_QUOTE_MARKS = re.compile(r"^\s*(?:\|?>[ \t]?)+")
+_FORWARD_WORDS = 3
+"""Own words below which the quoted part is read instead (a forward has none of its own)."""
 # A mailto link's ?subject=...&body=... query only burns tokens, as a URL's path does.
 _MAILTO = re.compile(r"mailto:\s*[\w.+-]+@([\w-]+(?:\.[\w-]+)+)[^\s<>\"')\]]*", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[\w.+-]+@([\w-]+(?:\.[\w-]+)+)\b")
@@ -96,11 +99,11 @@ def _words_after(lines: list[str]) -> list[int]:
     return after
 
 
-def _clean_body(body: str, settings: TextSettings) -> str:
+def _kept_lines(lines: list[str], settings: TextSettings, trim_quotes: bool) -> list[str]:
+    """The lines of the message's own text: no filter report, quoted reply or signature."""
     kept: list[str] = []
     kept_words = 0
     in_report = False
-    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     words_after = _words_after(lines)
     for number, line in enumerate(lines):
         stripped = line.strip()
@@ -112,7 +115,7 @@ def _clean_body(body: str, settings: TextSettings) -> str:
         if separator and (separator.group(1).startswith("-- ") or separator.group(1) == "--"
                           or words_after[number] <= max(kept_words, _FOOTER_WORDS)):
             break
-        if settings.trim_quotes:
+        if trim_quotes:
             if stripped.startswith((">", "|>")):
                 continue
             if _ORIGINAL.match(stripped):
@@ -121,6 +124,22 @@ def _clean_body(body: str, settings: TextSettings) -> str:
                 continue
         kept.append(line)
         kept_words += len(_WORD.findall(line))
+    return kept
+
+
+def _word_total(lines: list[str]) -> int:
+    return sum(len(_WORD.findall(line)) for line in lines)
+
+
+def _clean_body(body: str, settings: TextSettings) -> str:
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept = _kept_lines(lines, settings, settings.trim_quotes)
+    if settings.trim_quotes and _word_total(kept) < _FORWARD_WORDS:
+        # A forward ("----- Original Message -----" first) or a message sent as one quote: the
+        # quoted text is the message, and dropping it left the model only a subject.
+        forwarded = _kept_lines([_QUOTE_MARKS.sub("", line) for line in lines], settings, trim_quotes=False)
+        if _word_total(forwarded) > _word_total(kept):
+            kept = forwarded
     text = "\n".join(kept)
     if settings.shorten_urls:
         text = _URL.sub(lambda m: " " + m.group(1).lower().removeprefix("www.") + " ", text)

@@ -131,3 +131,15 @@ def test_mailto_links_keep_only_the_domain() -> None:
     body = "Reply here: mailto:list@groups.example.com?subject=Re%3A%20Make%20money%20fast now"
     text = build_text(_parsed(body), TextSettings())
     assert "groups.example.com" in text and "subject=" not in text and "Make%20money" not in text
+
+
+def test_a_forward_is_read_through_its_quote_marks() -> None:
+    # Nothing of its own above "Original Message" (or only quoted lines): the quote is the message.
+    forward = "----- Original Message -----\nFrom: someone\n\nLovely ceili music on our new CD, order now.\n"
+    assert "ceili music" in build_text(_parsed(forward), TextSettings())
+    all_quoted = ">\n> Earn 8,000 to 50,000 a month from home\n> zthefuture.com\n"
+    text = build_text(_parsed(all_quoted), TextSettings())
+    assert "Earn 8,000 to 50,000 a month" in text and ">" not in text.split("\n\n", 1)[1]
+    # A reply with words of its own still drops the quote.
+    reply = "Yes, ship it today.\n\n> Should we ship?\n"
+    assert "Should we ship" not in build_text(_parsed(reply), TextSettings())
