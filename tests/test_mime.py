@@ -128,3 +128,13 @@ def test_declared_us_ascii_on_8bit_bytes_is_detected_not_replaced():
     raw = b"From: a@b.c\r\nSubject: s\r\nContent-Type: text/plain; charset=\"us-ascii\"\r\n\r\n" + body + b"\r\n"
     text = parse_message(raw).body_text
     assert "\ufffd" not in text and "Привет" in text
+
+
+def test_raw_8bit_headers_decode_by_the_body_charset_or_as_western_text():
+    subject = "[광고] 요즘 뜨는 직종".encode("euc_kr")
+    raw = (b"From: a@b.c\r\nSubject: " + subject + b"\r\nContent-Type: text/plain; charset=euc-kr\r\n\r\n"
+           + "본문".encode("euc_kr") + b"\r\n")
+    assert parse_message(raw).subject == "[광고] 요즘 뜨는 직종"
+    # No charset anywhere and a single high byte: a pound sign, not Shift_JIS.
+    raw = b"From: a@b.c\r\nSubject: Robbie Williams signs \xa380m deal\r\n\r\nbody\r\n"
+    assert parse_message(raw).subject == "Robbie Williams signs £80m deal"

@@ -28,6 +28,7 @@ _DETECT_BYTES = 64_000
 # Candidates when a part names no charset. Unrestricted detection took short KOI8-R text for Shift_JIS.
 _MAIL_CHARSETS = ["cp1252", "iso8859_2", "koi8_r", "cp1251", "gb18030", "big5", "shift_jis", "euc_jp", "euc_kr"]
 _HEADER_NAME = re.compile(rb"^[!-9;-~]+:", re.MULTILINE)
+_RAW_8BIT = re.compile("[\udc80-\udcff]")
 _STUB_RATIO = 5
 """A text/plain alternative with less than a fifth of the HTML's words is a stub ("your mail program
 does not show HTML, go to ..."); the HTML then carries the message and is what we read."""
@@ -107,11 +108,42 @@ def _decode_header(name: str, raw_value: str) -> str:
             return _safe_str(raw_value)
 
 
+def _charset_hint(msg: Message) -> str | None:
+    """The first non-ASCII charset a part declares: mail clients write raw header bytes in it too."""
+    try:
+        charsets = msg.get_charsets()
+    except Exception:
+        return None
+    return next((c for c in charsets if c and c not in ("us-ascii", "ascii")), None)
+
+
+def _decode_raw_header(value: str, hint: str | None) -> str:
+    raw = re.sub(r"\r?\n(?=[ \t])", "", value).strip().encode("ascii", "surrogateescape")
+    if hint:
+        try:
+            return _safe_str(raw.decode(hint))
+        except (LookupError, UnicodeDecodeError):
+            pass
+    if sum(byte >= 0x80 for byte in raw) * 5 <= len(raw):
+        # A few high bytes in ASCII text ("signs \xa380m deal") are a Western symbol or accent;
+        # detection on so little text took the pound sign for Shift_JIS.
+        return _safe_str(raw.decode("cp1252", errors="replace"))
+    return _safe_str(_decode_undeclared(raw))
+
+
 def _decoded_headers(msg: Message) -> dict[str, list[str]]:
     """Every header value, decoded, by lower-case name, in message order."""
     headers: dict[str, list[str]] = {}
+    hint = _charset_hint(msg)
     for name, value in msg.raw_items():
-        headers.setdefault(name.lower(), []).append(_decode_header(name, str(value)))
+        raw_value = str(value)
+        if _RAW_8BIT.search(raw_value):
+            # Unencoded 8-bit bytes in a header (Big5 or EUC-KR subjects in 2002 spam) reach us as
+            # surrogate escapes and came out as U+FFFD; the body's charset, else detection, decodes them.
+            decoded = _decode_raw_header(raw_value, hint)
+        else:
+            decoded = _decode_header(name, raw_value)
+        headers.setdefault(name.lower(), []).append(decoded)
     return headers
 
 
