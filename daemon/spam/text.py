@@ -67,6 +67,11 @@ class TextSettings:
     reason ``X-Spam-*`` headers are left out. In the shared corpus such reports appear in 5 training ham
     (list mail about SpamAssassin) and 1 test spam, which the transformer then took for ham."""
 
+    recover_lost_text: bool = True
+    """Read text the first versions lost: a rule line inside the message no longer cuts it as a footer,
+    a forward's quote is read when the message has no words of its own, and ``mailto:`` links keep only
+    their domain. Versions saved before it existed keep the old text."""
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["headers"] = list(self.headers)
@@ -79,6 +84,7 @@ class TextSettings:
         if "headers" in values:
             values["headers"] = tuple(values["headers"])
         values.setdefault("drop_filter_reports", False)  # versions saved before it existed kept the reports
+        values.setdefault("recover_lost_text", False)
         return cls(**values)
 
     @classmethod
@@ -111,9 +117,11 @@ def _kept_lines(lines: list[str], settings: TextSettings, trim_quotes: bool) -> 
             in_report = bool(stripped) and _REPORT_END not in line
             if stripped:
                 continue
-        separator = _SIGNATURE.match(line) if settings.trim_signature and kept_words else None
-        if separator and (separator.group(1).startswith("-- ") or separator.group(1) == "--"
-                          or words_after[number] <= max(kept_words, _FOOTER_WORDS)):
+        separator = _SIGNATURE.match(line) if settings.trim_signature and kept else None
+        if separator and not settings.recover_lost_text:
+            break
+        if separator and kept_words and (separator.group(1).startswith("-- ") or separator.group(1) == "--"
+                                         or words_after[number] <= max(kept_words, _FOOTER_WORDS)):
             break
         if trim_quotes:
             if stripped.startswith((">", "|>")):
@@ -134,7 +142,7 @@ def _word_total(lines: list[str]) -> int:
 def _clean_body(body: str, settings: TextSettings) -> str:
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept = _kept_lines(lines, settings, settings.trim_quotes)
-    if settings.trim_quotes and _word_total(kept) < _FORWARD_WORDS:
+    if settings.recover_lost_text and settings.trim_quotes and _word_total(kept) < _FORWARD_WORDS:
         # A forward ("----- Original Message -----" first) or a message sent as one quote: the
         # quoted text is the message, and dropping it left the model only a subject.
         forwarded = _kept_lines([_QUOTE_MARKS.sub("", line) for line in lines], settings, trim_quotes=False)
@@ -143,7 +151,8 @@ def _clean_body(body: str, settings: TextSettings) -> str:
     text = "\n".join(kept)
     if settings.shorten_urls:
         text = _URL.sub(lambda m: " " + m.group(1).lower().removeprefix("www.") + " ", text)
-        text = _MAILTO.sub(lambda m: " " + m.group(1).lower() + " ", text)
+        if settings.recover_lost_text:
+            text = _MAILTO.sub(lambda m: " " + m.group(1).lower() + " ", text)
         text = _EMAIL.sub(lambda m: " " + m.group(1).lower() + " ", text)
     text = _SPACE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))

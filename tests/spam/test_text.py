@@ -143,3 +143,13 @@ def test_a_forward_is_read_through_its_quote_marks() -> None:
     # A reply with words of its own still drops the quote.
     reply = "Yes, ship it today.\n\n> Should we ship?\n"
     assert "Should we ship" not in build_text(_parsed(reply), TextSettings())
+
+
+def test_versions_saved_before_the_text_fixes_keep_their_old_text() -> None:
+    saved = TextSettings().to_json()
+    del saved["recover_lost_text"]  # what a version saved before the field existed holds
+    legacy = TextSettings.from_json(saved)
+    assert legacy.recover_lost_text is False
+    body = "Two lines first\nthen a rule\n" + "-" * 40 + "\n" + "The whole pitch follows here. " * 20
+    assert "pitch" not in build_text(_parsed(body), legacy)
+    assert "pitch" in build_text(_parsed(body), TextSettings())
