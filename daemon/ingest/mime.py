@@ -134,13 +134,13 @@ def _decode_raw_header(value: str, hint: str | None) -> str:
 def _decoded_headers(msg: Message) -> dict[str, list[str]]:
     """Every header value, decoded, by lower-case name, in message order."""
     headers: dict[str, list[str]] = {}
-    hint = _charset_hint(msg)
     for name, value in msg.raw_items():
         raw_value = str(value)
         if _RAW_8BIT.search(raw_value):
             # Unencoded 8-bit bytes in a header (Big5 or EUC-KR subjects in 2002 spam) reach us as
             # surrogate escapes and came out as U+FFFD; the body's charset, else detection, decodes them.
-            decoded = _decode_raw_header(raw_value, hint)
+            # The hint walks every part, so only the rare message with such a header pays for it.
+            decoded = _decode_raw_header(raw_value, _charset_hint(msg))
         else:
             decoded = _decode_header(name, raw_value)
         headers.setdefault(name.lower(), []).append(decoded)

@@ -119,8 +119,8 @@ def _kept_lines(lines: list[str], settings: TextSettings, trim_quotes: bool) -> 
                 continue
         separator = _SIGNATURE.match(line) if settings.trim_signature and kept else None
         if separator and not settings.recover_lost_text:
-            break
-        if separator and kept_words and (separator.group(1).startswith("-- ") or separator.group(1) == "--"
+            break  # the first versions' rule: any separator ends the text
+        if separator and kept_words and (separator.group(1) in ("--", "-- ")
                                          or words_after[number] <= max(kept_words, _FOOTER_WORDS)):
             break
         if trim_quotes:
