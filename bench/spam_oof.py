@@ -10,7 +10,8 @@ transformer, token and sender outputs of models that did not learn from it. Refi
 second-level 5-fold CV on those rows tells whether another input would rank spam above the hardest ham,
 without touching the test split and without another fine-tune. Two versions trained with different seeds
 have different folds, so the average of their out-of-fold logits is still out of fold for every row.
-The test split is never read here. The table counts spam at or below the (n+1)-th highest ham score.
+The test split is never read here. The table counts spam below the threshold that
+``metrics.threshold_at_fpr`` sets when n ham may score above it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from daemon.ingest.mime import ParsedMessage  # noqa: E402
+from daemon.spam import metrics  # noqa: E402
 from daemon.spam.data import load_path  # noqa: E402
 from daemon.spam.text import TextSettings, build_text  # noqa: E402
 
@@ -51,9 +53,11 @@ def stacked_out_of_fold(columns: list[np.ndarray], labels: np.ndarray, seed: int
 
 
 def spam_missed(z: np.ndarray, labels: np.ndarray) -> list[int]:
-    ham = np.sort(z[labels == 0])[::-1]
+    """Spam below the product's threshold rule when ``n`` ham may score at or above it."""
+    n_ham = int((labels == 0).sum())
     spam = z[labels == 1]
-    return [int((spam <= ham[n]).sum()) for n in HAM_ALLOWED]
+    return [int((spam < metrics.threshold_at_fpr(labels.tolist(), z.tolist(), n / n_ham)).sum())
+            for n in HAM_ALLOWED]
 
 
 def is_list_mail(message: ParsedMessage) -> bool:

@@ -134,13 +134,16 @@ def _decode_raw_header(value: str, hint: str | None) -> str:
 def _decoded_headers(msg: Message) -> dict[str, list[str]]:
     """Every header value, decoded, by lower-case name, in message order."""
     headers: dict[str, list[str]] = {}
+    hint: list[str | None] = []  # the body's charset, looked up at most once
     for name, value in msg.raw_items():
         raw_value = str(value)
         if _RAW_8BIT.search(raw_value):
             # Unencoded 8-bit bytes in a header (Big5 or EUC-KR subjects in 2002 spam) reach us as
             # surrogate escapes and came out as U+FFFD; the body's charset, else detection, decodes them.
-            # The hint walks every part, so only the rare message with such a header pays for it.
-            decoded = _decode_raw_header(raw_value, _charset_hint(msg))
+            # The hint walks every part, so only the rare message with such a header pays for it, once.
+            if not hint:
+                hint.append(_charset_hint(msg))
+            decoded = _decode_raw_header(raw_value, hint[0])
         else:
             decoded = _decode_header(name, raw_value)
         headers.setdefault(name.lower(), []).append(decoded)
