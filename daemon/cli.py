@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.config import ConfigError, Settings, load_settings
+from daemon.db.session import Database
+from daemon.errors import CommandError
 from daemon.logs import setup_logging
 
 log = logging.getLogger("mailsense")
@@ -26,22 +28,23 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 FEATURE_CLIS = ("daemon.spam.cli", "daemon.kb.cli", "daemon.drafts.cli")
 
 
-def open_database(settings: Settings, migrate: bool = True):  # type: ignore[no-untyped-def]
-    """Connect (starting the embedded server if no URL is set) and bring the schema up to date."""
-    from daemon.db import migrate as migrations
-    from daemon.db.embedded import embedded_url
-    from daemon.db.session import Database
+def check_vectors(db: Database) -> None:
+    """Fail with one line (exit 69) instead of crash-looping on a pgvector this CPU cannot run."""
+    from daemon.db.vector_check import check_vector_operations
 
-    url = settings.database_url() or embedded_url(settings.daemon.state_dir)
-    if migrate:
-        migrations.upgrade(url)
-    return Database.from_url(url, pool_size=settings.database.pool_size)
+    try:
+        check_vector_operations(db.url, embedded=db.embedded)
+    except CommandError:
+        db.dispose()
+        raise
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.service import Service
 
-    db = open_database(settings, migrate=not args.no_migrate)
+    db = Database.open(settings, writable=not args.no_migrate)  # a writable open checks vectors itself
+    if args.no_migrate:
+        check_vectors(db)
     if args.demo and not settings.accounts and not settings.smtp_ingress.enabled:
         from daemon.importer import demo_mbox, import_paths
 
@@ -57,15 +60,39 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.db import migrate as migrations
 
-    db = open_database(settings)
+    db = Database.open(settings, writable=True)
     print(f"database at revision {migrations.current_revision(db.engine)}")
     db.dispose()
     return 0
 
 
+def cmd_db_build_pgvector(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.db import portable_pgvector
+
+    install = portable_pgvector.PgInstall.embedded()
+    if not args.force and portable_pgvector.is_installed(install):
+        print(f"pgvector {portable_pgvector.PGVECTOR_VERSION} built for any x86-64 CPU is already installed")
+        return 0
+    try:
+        library = portable_pgvector.build_and_install(install)
+    except portable_pgvector.PortableBuildError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"installed {library} (pgvector {portable_pgvector.PGVECTOR_VERSION}, any x86-64 CPU); "
+          "restart a running embedded database to load it")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.open(settings, writable=False)
+    check_vectors(db)
+    db.dispose()
+    print("database reachable, schema current, vector operations work")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """Everything a first start needs, done once: schema, then each feature's set-up (starter model...)."""
-    db = open_database(settings)
+    db = Database.open(settings, writable=True)  # checks vector operations first
     try:
         for name in FEATURE_CLIS:
             module = _optional_module(name)
@@ -80,18 +107,32 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from daemon import status
 
-    db = open_database(settings)
+    db = Database.open(settings, writable=False)
     with db.session() as session:
         data = status.collect(session)
     extra: list[str] = []
     for hook in _status_hooks():
         extra.extend(hook(settings, db))
     db.dispose()
+    data["database"] = [database_description(settings)]
     if args.json:
         print(json.dumps(data, default=str, indent=2))
     else:
         print(status.render(data, extra))
     return 0
+
+
+def database_description(settings: Settings) -> dict[str, object]:
+    """Which database a command uses and why: the first thing to check when a listing looks empty."""
+    from sqlalchemy.engine import make_url
+
+    from daemon.db.embedded import data_dir_of, to_sqlalchemy_url
+
+    url = settings.database_url()
+    if url:
+        return {"kind": "external", "url": make_url(to_sqlalchemy_url(url)).render_as_string(hide_password=True)}
+    return {"kind": "embedded", "data_dir": str(data_dir_of(settings.daemon.state_dir)),
+            "state_dir_from": settings.state_dir_source}
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,7 +148,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    db = open_database(settings)
+    db = Database.open(settings, writable=True)
     counts = import_paths(db, args.account, paths)
     db.dispose()
     print(f"imported into account {args.account!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -117,7 +158,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.db import queue
 
-    db = open_database(settings)
+    db = Database.open(settings, writable=True)
     with db.session() as session:
         n = queue.requeue(session, args.ids or None)
     db.dispose()
@@ -126,7 +167,8 @@ def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"configuration OK: {len(settings.accounts)} account(s), state in {settings.daemon.state_dir}")
+    print(f"configuration OK: {len(settings.accounts)} account(s), state in {settings.daemon.state_dir} "
+          f"({settings.state_dir_source})")
     return 0
 
 
@@ -167,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply migrations (creates the embedded server if needed)").set_defaults(
         handler=cmd_db_upgrade
     )
+    build = db.add_parser("build-pgvector", help="build the embedded database's pgvector for any x86-64 CPU "
+                          "(needs gcc and make; scripts/setup-env runs it)")
+    build.add_argument("--force", action="store_true", help="rebuild even if already installed")
+    build.set_defaults(handler=cmd_db_build_pgvector)
+    db.add_parser("check", help="is the database reachable, its schema current, do vector operations work?"
+                  ).set_defaults(handler=cmd_db_check)
 
     sub.add_parser("setup", help="first-run set-up: schema, starter spam model (done once, cached)").set_defaults(
         handler=cmd_setup
@@ -199,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local paths only
-    # pgserver's lock-file location falls back to /tmp without XDG_RUNTIME_DIR; that is fine for us.
+    # The embedded server's lock-file location falls back to /tmp without XDG_RUNTIME_DIR; that is fine.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
@@ -215,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mailsense: {exc}", file=sys.stderr)
         return 78
+    except CommandError as exc:
+        print(f"mailsense: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

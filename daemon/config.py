@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from daemon.drafts.settings import AccountDraftSettings, DraftSettings
 from daemon.kb.settings import KBSettings
@@ -27,6 +27,7 @@ from daemon.spam.settings import AccountSpamSettings, SpamSettings
 
 ENV_PREFIX = "MAILSENSE_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/mailsense/mailsense.toml"),)
+SERVICE_STATE_DIR = Path("/var/lib/mailsense")  # the systemd unit's StateDirectory=mailsense
 
 
 class ConfigError(Exception):
@@ -39,10 +40,25 @@ class TLSMode(StrEnum):
     none = "none"
 
 
+def default_state_dir(environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """Where the service keeps its state, and why: an admin shell must find the service's database.
+
+    systemd sets ``$STATE_DIRECTORY`` for the service only, so a shell without it still looks in the
+    unit's ``/var/lib/mailsense`` when that exists, and only then in ``./state`` (a development checkout).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("STATE_DIRECTORY"):
+        return Path(environ["STATE_DIRECTORY"].split(":")[0]), "$STATE_DIRECTORY"
+    if SERVICE_STATE_DIR.is_dir():
+        return SERVICE_STATE_DIR, "the service's state directory"
+    return Path("state"), "default ./state in the current directory"
+
+
 class DaemonSettings(Section):
     state_dir: Path = Field(
-        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "state")),
-        description="writable directory for the embedded database and models (default: $STATE_DIRECTORY or ./state)",
+        default_factory=lambda: default_state_dir()[0],
+        description="writable directory for the embedded database and models "
+        "(default: $STATE_DIRECTORY, else /var/lib/mailsense if it exists, else ./state)",
     )
     workers: int = Field(2, ge=1, le=64, description="pipeline workers per daemon (1-64)")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="DEBUG, INFO, WARNING or ERROR")
@@ -134,6 +150,8 @@ class SmtpIngressSettings(Section):
 
 
 class Settings(Section):
+    # Where daemon.state_dir came from, said by commands so an admin sees which database they touch.
+    _state_dir_source: str = PrivateAttr("default")
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -158,6 +176,10 @@ class Settings(Section):
             if account.name == name:
                 return account
         raise KeyError(name)
+
+    @property
+    def state_dir_source(self) -> str:
+        return self._state_dir_source
 
     def database_url(self) -> str:
         """The configured URL, or '' for the embedded server."""
@@ -277,10 +299,18 @@ def load_settings(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data, source)) from None
-    if config_path is not None and not settings.daemon.state_dir.is_absolute() and "state_dir" in data.get(
-        "daemon", {}
-    ):
-        # A relative state_dir in a file means relative to that file, not to wherever we were started.
-        state_dir = (config_path.parent / settings.daemon.state_dir).resolve()
-        settings = settings.model_copy(update={"daemon": settings.daemon.model_copy(update={"state_dir": state_dir})})
+    state_dir = settings.daemon.state_dir
+    if "MAILSENSE_DAEMON__STATE_DIR" in environ:
+        source = "MAILSENSE_DAEMON__STATE_DIR"
+    elif "state_dir" in data.get("daemon", {}):
+        source = f"daemon.state_dir in {config_path}"
+        if config_path is not None and not state_dir.is_absolute():
+            # A relative state_dir in a file means relative to that file, not to wherever we were started.
+            state_dir = (config_path.parent / state_dir).resolve()
+    else:
+        state_dir, source = default_state_dir(environ)
+    settings = settings.model_copy(
+        update={"daemon": settings.daemon.model_copy(update={"state_dir": state_dir.absolute()})}
+    )
+    settings._state_dir_source = source
     return settings

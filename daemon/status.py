@@ -66,6 +66,11 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
             lines.append(f"    messages: {_fmt_counts(by_stage)}")
     if not lines:
         lines.append("no accounts seen yet: configure [[accounts]] and run `mailsense run`, or `mailsense import`")
+    for db in status.get("database", []):
+        if db["kind"] == "embedded":
+            lines.insert(0, f"database: embedded, {db['data_dir']} (state_dir from {db['state_dir_from']})")
+        else:
+            lines.insert(0, f"database: {db['url']}")
     if status["problems"]:
         lines.append("recent problems:")
         for row in status["problems"]:

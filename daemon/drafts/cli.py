@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from daemon.db.session import Database
 from daemon.drafts.eligibility import SKIP_RULES
 from daemon.drafts.models import STATUSES, Draft, DraftSkip
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Select
 
     from daemon.config import Settings
-    from daemon.db.session import Database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,11 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
 
-
-def _database(settings: Settings) -> Database:
-    from daemon.cli import open_database
-
-    return open_database(settings)  # type: ignore[no-any-return]
 
 
 def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object]]:
@@ -92,7 +87,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     if args.status and args.skipped:
         print("--status is for drafts; skipped messages have none")
         return 2
-    db = _database(settings)
+    db = Database.open(settings, writable=False)
     try:
         rows = _skipped_rows(db, args.rule, args.limit) if args.skipped else _rows(db, args.status, args.limit)
     finally:
@@ -115,7 +110,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.db.models import Message
 
-    db = _database(settings)
+    db = Database.open(settings, writable=False)
     try:
         with db.session() as s:
             draft = s.get(Draft, args.id)

@@ -13,11 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.db.session import Database
 from daemon.kb.embeddings import embedder_for
 
 if TYPE_CHECKING:
     from daemon.config import Settings
-    from daemon.db.session import Database
     from daemon.kb.store import IngestReport, KnowledgeBase
 
 
@@ -52,11 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     search.set_defaults(handler=cmd_search)
 
 
-def _database(settings: Settings) -> Database:
-    from daemon.cli import open_database
-
-    return open_database(settings)  # type: ignore[no-any-return]
-
 
 def knowledge_base(settings: Settings, db: Database) -> KnowledgeBase:
     from daemon.kb.chunking import ChunkParams
@@ -77,7 +72,7 @@ def _print_report(report: IngestReport) -> int:
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    db = _database(settings)
+    db = Database.open(settings, writable=True)
     try:
         kb = knowledge_base(settings, db)
         report = kb.add(args.paths, force_audience="internal" if args.internal else None, progress=sys.stderr.isatty())
@@ -89,7 +84,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.kb.sources import SourceError
 
-    db = _database(settings)
+    db = Database.open(settings, writable=True)
     try:
         kb = knowledge_base(settings, db)
         try:
@@ -109,7 +104,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.kb.store import KnowledgeBase
 
-    db = _database(settings)
+    db = Database.open(settings, writable=False)
     try:
         docs = KnowledgeBase(db, embedder_for(settings.kb)).list_documents()  # model not loaded
     finally:
@@ -127,7 +122,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.kb.store import KnowledgeBase
 
-    db = _database(settings)
+    db = Database.open(settings, writable=True)
     try:
         removed = KnowledgeBase(db, embedder_for(settings.kb)).remove(args.key)
     finally:
@@ -140,7 +135,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.drafts.stage import search_params
     from daemon.kb.search import search
 
-    db = _database(settings)
+    db = Database.open(settings, writable=False)
     try:
         embedder = embedder_for(settings.kb)
         params = search_params(settings.kb, args.limit).with_mode(args.mode)

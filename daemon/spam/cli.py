@@ -15,20 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.config import Settings
+from daemon.db.session import Database
 
 if TYPE_CHECKING:
-    from daemon.db.session import Database
     from daemon.spam.model import SpamModel
 
 log = logging.getLogger(__name__)
 
 EXIT_HAM, EXIT_SPAM, EXIT_ERROR = 0, 1, 2
 
-
-def _open_database(settings: Settings) -> Database:
-    from daemon.cli import open_database
-
-    return open_database(settings)  # type: ignore[no-any-return]
 
 
 def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
@@ -41,7 +36,7 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     explicit = getattr(args, "model", None)
     if explicit:
         return SpamModel.load(Path(explicit), **options)  # type: ignore[arg-type]
-    db = _open_database(settings)
+    db = Database.open(settings, writable=False)
     try:
         with db.session() as session:
             loaded = registry.load_configured(session, settings.spam.model_dir, **options)
@@ -65,7 +60,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
     )
     out = Path(args.out) if args.out else (
         Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
-    db = _open_database(settings)
+    db = Database.open(settings, writable=True)
     try:
         if args.data == "db":
             with db.session() as session:
@@ -142,7 +137,7 @@ def _ensure_starter(settings: Settings, db: Database) -> None:
 
 
 def cmd_setup_model(args: argparse.Namespace, settings: Settings) -> int:
-    db = _open_database(settings)
+    db = Database.open(settings, writable=True)
     try:
         _ensure_starter(settings, db)
     finally:
