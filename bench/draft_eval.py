@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.rag_eval import Question, ensure_database, load_dataset, wrap_email  # noqa: E402
+from daemon.config.drafts import DraftSettings, LocalBackendSettings  # noqa: E402
+from daemon.config.kb import KBSettings  # noqa: E402
 from daemon.db import migrate  # noqa: E402
 from daemon.db.embedded import embedded_url  # noqa: E402
 from daemon.db.session import Database  # noqa: E402
@@ -53,13 +55,10 @@ from daemon.drafts.backends.base import Backend  # noqa: E402
 from daemon.drafts.backends.extractive import ExtractiveBackend  # noqa: E402
 from daemon.drafts.backends.local import LocalBackend  # noqa: E402
 from daemon.drafts.compose import Composer  # noqa: E402
-from daemon.drafts.settings import DraftSettings, LocalBackendSettings  # noqa: E402
-from daemon.drafts.stage import search_params  # noqa: E402
 from daemon.kb.chunking import ChunkParams  # noqa: E402
 from daemon.kb.embeddings import Embedder  # noqa: E402
 from daemon.kb.query import build_query  # noqa: E402
-from daemon.kb.search import search  # noqa: E402
-from daemon.kb.settings import KBSettings  # noqa: E402
+from daemon.kb.search import search, search_params  # noqa: E402
 from daemon.kb.store import KnowledgeBase  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/support-qa")

@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from daemon.config.kb import KBSettings  # noqa: E402
 from daemon.db import migrate  # noqa: E402
 from daemon.db.embedded import embedded_url, to_sqlalchemy_url  # noqa: E402
 from daemon.db.session import Database  # noqa: E402
 from daemon.kb.chunking import split_sentences  # noqa: E402
 from daemon.kb.embeddings import Embedder, embedder_for  # noqa: E402
 from daemon.kb.search import MODES, SearchParams, search  # noqa: E402
-from daemon.kb.settings import KBSettings  # noqa: E402
 from daemon.kb.store import KnowledgeBase  # noqa: E402
 
 DATA = Path("/work/shared/data/support-qa")

@@ -19,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from daemon.spam.data import load_path  # noqa: E402
-from daemon.spam.recipe import default_base_model  # noqa: E402
 from daemon.spam.text import TextSettings, build_text  # noqa: E402
+from daemon.training.data import load_path  # noqa: E402
+from daemon.training.recipe import default_base_model  # noqa: E402
 
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"
 BATCH, MAX_LENGTH = 16, 128

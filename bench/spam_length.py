@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from daemon.spam import metrics  # noqa: E402
-from daemon.spam.data import load_path  # noqa: E402
 from daemon.spam.model import SpamModel, sigmoid  # noqa: E402
-from daemon.spam.train import TrainConfig, train_model  # noqa: E402
+from daemon.training.data import load_path  # noqa: E402
+from daemon.training.train import TrainConfig, train_model  # noqa: E402
 
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"
 

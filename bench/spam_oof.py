@@ -28,10 +28,10 @@ from sklearn.model_selection import StratifiedKFold
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from daemon.ingest.mime import ParsedMessage  # noqa: E402
+from daemon.mail.mime import ParsedMessage  # noqa: E402
 from daemon.spam import metrics  # noqa: E402
-from daemon.spam.data import load_path  # noqa: E402
 from daemon.spam.text import TextSettings, build_text  # noqa: E402
+from daemon.training.data import load_path  # noqa: E402
 
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"
 HAM_ALLOWED = (0, 1, 2, 3, 5, 8, 12)

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from daemon.spam import metrics  # noqa: E402
-from daemon.spam.data import RawExample, iter_raw  # noqa: E402
+from daemon.training.data import RawExample, iter_raw  # noqa: E402
 
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"
 ALL_SYSTEMS = ("mailsense", "spamassassin", "bogofilter", "bogofilter_unsure_as_spam", "tfidf_nb", "rspamd")
@@ -94,10 +94,10 @@ def write_files(examples: list[RawExample], folder: Path) -> list[Path]:
 # --- Mailsense ----------------------------------------------------------------------------
 
 def run_mailsense(train: list[RawExample], test: list[RawExample], work: Path, args: argparse.Namespace) -> Scored:
-    from daemon.ingest.mime import Unparseable, parse_message
-    from daemon.spam.data import parse_examples
+    from daemon.mail.mime import Unparseable, parse_message
     from daemon.spam.model import SpamModel
-    from daemon.spam.train import TrainConfig, train_model
+    from daemon.training.data import parse_examples
+    from daemon.training.train import TrainConfig, train_model
 
     model_dir = Path(args.mailsense_model) if args.mailsense_model else work / "mailsense-model"
     if not args.mailsense_model:

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from daemon.spam import metrics  # noqa: E402
-from daemon.spam.data import iter_raw, parse_examples  # noqa: E402
 from daemon.spam.model import SpamModel  # noqa: E402
+from daemon.training.data import iter_raw, parse_examples  # noqa: E402
 
 RUNTIME_OF = {"onnx+int8-screen": "auto", "onnx": "onnx", "torch-fp32": "torch", "torch-int8": "torch"}
 DEFAULT_DATA = REPO / "../shared/data/spamassassin-public-corpus.tar.gz"

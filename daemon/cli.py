@@ -25,7 +25,7 @@ from daemon.logs import setup_logging
 log = logging.getLogger("mailsense")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-FEATURE_CLIS = ("daemon.spam.cli", "daemon.kb.cli", "daemon.drafts.cli")
+FEATURE_CLIS = ("daemon.training.cli", "daemon.kb.cli", "daemon.drafts.cli")
 
 
 def check_vectors(db: Database) -> None:
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_migrate:
         check_vectors(db)
     if args.demo and not settings.accounts and not settings.smtp_ingress.enabled:
-        from daemon.importer import demo_mbox, import_paths
+        from daemon.ingest.importer import demo_mbox, import_paths
 
         counts = import_paths(db, "demo", [demo_mbox()])
         log.info("no account configured: imported the bundled demo messages (%s); see `mailsense status`",
@@ -136,7 +136,7 @@ def database_description(settings: Settings) -> dict[str, object]:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.importer import demo_mbox, import_paths
+    from daemon.ingest.importer import demo_mbox, import_paths
 
     paths = [Path(p) for p in args.paths]
     if args.demo:

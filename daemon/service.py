@@ -24,8 +24,9 @@ from daemon.db.session import Database
 from daemon.health import sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
 from daemon.ingest.smtp import make_controller
-from daemon.pipeline.stages import Pipeline, build_stages
+from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
+from daemon.stages import build_stages
 
 log = logging.getLogger(__name__)
 

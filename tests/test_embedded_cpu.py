@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,15 +35,16 @@ WIDE = re.compile(r"%(ymm|zmm)\d+|%xmm(1[6-9]|2\d|3[01])\b")
 EMULATED_CPU = "Nehalem"  # x86-64-v2: SSE4.2 and POPCNT, no AVX, AVX2, FMA, F16C or AVX-512
 
 # Single-user mode reads one statement per line.
-QUERIES = """\
-CREATE EXTENSION IF NOT EXISTS vector;
-SELECT round(('[1,2,3]'::vector <=> '[3,2,1]'::vector)::numeric, 6) AS cosine;
-CREATE TABLE t (id int, e vector(384));
-INSERT INTO t SELECT i, (SELECT array_agg(sin(i * j)::real) FROM generate_series(1, 384) j)::vector FROM generate_series(1, 300) i;
-CREATE INDEX ON t USING hnsw (e vector_cosine_ops);
-SET enable_seqscan = off;
-SELECT id AS nearest FROM t ORDER BY e <=> (SELECT e FROM t WHERE id = 7) LIMIT 1;
-"""
+QUERIES = "\n".join((
+    "CREATE EXTENSION IF NOT EXISTS vector;",
+    "SELECT round(('[1,2,3]'::vector <=> '[3,2,1]'::vector)::numeric, 6) AS cosine;",
+    "CREATE TABLE t (id int, e vector(384));",
+    "INSERT INTO t SELECT i, (SELECT array_agg(sin(i * j)::real) FROM generate_series(1, 384) j)::vector"
+    " FROM generate_series(1, 300) i;",
+    "CREATE INDEX ON t USING hnsw (e vector_cosine_ops);",
+    "SET enable_seqscan = off;",
+    "SELECT id AS nearest FROM t ORDER BY e <=> (SELECT e FROM t WHERE id = 7) LIMIT 1;",
+)) + "\n"
 
 
 def unconditional_wide_instructions(binary: Path) -> Counter[str]:
@@ -154,14 +156,19 @@ def server_on_old_cpu(qemu: str, workdir: Path) -> Iterator[str]:
     server = subprocess.Popen(
         [qemu, "-cpu", EMULATED_CPU, str(install.root / "bin" / "postgres"), "-D", str(data),
          "-k", str(sockets), "-c", "listen_addresses="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **_as_server_user(),  # type: ignore[call-overload]
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        **_as_server_user(),  # type: ignore[call-overload]
     )
     try:
         wait_for(lambda: any(sockets.glob(".s.PGSQL.*")), 120, "the emulated server's socket")
         yield f"postgresql://postgres@/postgres?host={sockets}"
     finally:
-        server.terminate()
-        server.wait(30)
+        server.send_signal(signal.SIGINT)  # fast shutdown: do not wait for the clients
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:  # an emulated postmaster can be slow to notice; end it and its children
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
         shutil.rmtree(sockets, ignore_errors=True)
 
 

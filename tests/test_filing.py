@@ -6,10 +6,10 @@ from sqlalchemy import text
 
 from daemon.config import Settings
 from daemon.db.session import Database
+from daemon.filing.stage import FileStage
 from daemon.ingest.store import ensure_folder, store_imap_message
-from daemon.pipeline.stages import Pipeline
+from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
-from daemon.spam.actions import FileStage
 from tests.helpers import make_message
 
 

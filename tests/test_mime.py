@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.ingest.mime import Unparseable, html_to_text, parse_message, quick_message_id
+from daemon.mail.mime import Unparseable, html_to_text, parse_message, quick_message_id
 
 
 def test_rfc2047_headers_and_html_only_body():

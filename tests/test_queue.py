@@ -10,8 +10,8 @@ from daemon.config import PipelineSettings
 from daemon.db import queue
 from daemon.db.session import Database
 from daemon.ingest.store import Stored, ensure_account, ensure_folder, store_imap_message, store_message
+from daemon.pipeline.router import Pipeline
 from daemon.pipeline.stage import Outcome
-from daemon.pipeline.stages import Pipeline
 from daemon.pipeline.worker import Worker
 from tests.helpers import make_message
 

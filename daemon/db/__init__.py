@@ -1,1 +1,1 @@
-"""Everything durable: models, sessions, the embedded server and the work-queue SQL."""
+"""Everything durable: core tables, sessions, the embedded server, migrations and the work-queue SQL."""

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from daemon.db.session import Database
 from daemon.drafts.eligibility import SKIP_RULES
-from daemon.drafts.models import STATUSES, Draft, DraftSkip
+from daemon.drafts.tables import STATUSES, Draft, DraftSkip
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object]]:
-    from daemon.db.models import Message
+    from daemon.db.tables import Message
 
     query = (
         select(
@@ -59,7 +59,7 @@ def _rows(db: Database, status: str | None, limit: int) -> list[dict[str, object
 
 
 def _skipped_rows(db: Database, rule: str | None, limit: int) -> list[dict[str, object]]:
-    from daemon.db.models import Message
+    from daemon.db.tables import Message
 
     query = (
         select(
@@ -108,7 +108,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.db.models import Message
+    from daemon.db.tables import Message
 
     db = Database.open(settings, writable=False)
     try:

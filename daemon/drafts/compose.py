@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.config.drafts import DraftSettings
 from daemon.drafts import confidence
 from daemon.drafts.backends.base import Backend, DraftRequest, Source
 from daemon.drafts.guard import leaks_internal
-from daemon.drafts.settings import DraftSettings
 from daemon.kb.search import SearchHit
 
 MAX_GUIDANCE = 2

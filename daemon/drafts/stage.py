@@ -18,7 +18,6 @@ messages wait here rather than getting drafts without sources.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -28,39 +27,26 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Account, Folder, Message
+from daemon.db.tables import Account, Folder, Message
 from daemon.drafts.backends.base import Backend, BackendError
 from daemon.drafts.compose import Composer, Composition
 from daemon.drafts.eligibility import MailFacts, Rules, Skip, skip
-from daemon.drafts.models import REWRITABLE, Draft, DraftSkip
+from daemon.drafts.tables import REWRITABLE, Draft, DraftSkip
+from daemon.errors import describe_error
 from daemon.kb.query import build_query
-from daemon.kb.search import SearchHit, SearchParams, search
+from daemon.kb.search import SearchHit, search, search_params
 from daemon.pipeline.stage import Outcome
-from daemon.pipeline.worker import describe_error
 
 if TYPE_CHECKING:
     from daemon.config import AccountSettings, Settings
+    from daemon.config.drafts import DraftSettings
     from daemon.db.session import Database
-    from daemon.drafts.settings import DraftSettings
     from daemon.kb.embeddings import Embedder
-    from daemon.kb.settings import KBSettings
 
 log = logging.getLogger(__name__)
 
 RECHECK_READY_SECONDS = 30.0
 RECHECK_WAITING_SECONDS = 5.0
-
-
-def search_params(kb: KBSettings, limit: int) -> SearchParams:
-    """The retrieval parameters of ``[kb]`` (as ``mailsense kb search`` uses them), hybrid mode.
-
-    Every ``SearchParams`` field that ``[kb]`` also has is taken from it (``candidates`` is
-    ``search_candidates`` there), so a tuning knob added to ``[kb]`` reaches drafts too.
-    """
-    names = {f.name for f in dataclasses.fields(SearchParams)} - {"mode", "limit"}
-    values = {name: getattr(kb, name) for name in names if name in type(kb).model_fields}
-    values["candidates"] = kb.search_candidates
-    return SearchParams(mode="hybrid", limit=limit, **values)
 
 
 def make_backend(settings: DraftSettings, embedder: Embedder) -> Backend:
@@ -131,7 +117,7 @@ class DraftStage:
 
     def _check(self) -> str | None:
         from daemon.kb.embeddings import embedder_for
-        from daemon.kb.models import KBChunk, KBEmbeddingModel
+        from daemon.kb.tables import KBChunk, KBEmbeddingModel
 
         if self._embedder is None:
             embedder = embedder_for(self.settings.kb)  # the same mapping of [kb] as `kb add`

@@ -1,1 +1,1 @@
-"""Mail in, exactly once: IMAP watchers, the SMTP/LMTP listener, MIME parsing and the row insert."""
+"""Mail in, exactly once: IMAP watchers, the SMTP/LMTP listener, file import, and the one row insert they share."""

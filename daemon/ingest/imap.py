@@ -21,14 +21,14 @@ from imap_tools import BaseMailBox
 from sqlalchemy import func, update
 
 from daemon.config import AccountSettings
-from daemon.db.models import Folder
 from daemon.db.session import Database
+from daemon.db.tables import Folder
 from daemon.errors import describe_error
-from daemon.ingest import imap_client
+from daemon.imap import connection
 from daemon.ingest.backoff import Backoff, OutageLog
 from daemon.ingest.store import Stored, ensure_folder, store_imap_message
 from daemon.metrics import IMAP_CONNECTED, IMAP_ERRORS, MESSAGES_STORED
-from daemon.pipeline.stages import FIRST_STAGE
+from daemon.pipeline.stage import FIRST_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +78,25 @@ class FolderWatcher:
         while not self.stop.is_set():
             mailbox: BaseMailBox | None = None
             try:
-                mailbox = imap_client.connect(self.account)
+                mailbox = connection.connect(self.account)
                 self._set_connected(True, None)
                 self.outage.recovered()
                 self.backoff.reset()
                 self._work(mailbox)
-            except imap_client.AuthenticationFailed as exc:
+            except connection.AuthenticationFailed as exc:
                 self._failed("auth", str(exc), min_delay=30.0)
             except ServerSaidBye as exc:
                 self._failed("bye", f"server closed the connection ({exc})")
             except ssl.SSLCertVerificationError as exc:
                 self._failed("tls", f"TLS certificate not trusted: {exc.verify_message}; set ca_file or fix the "
                              "server certificate", min_delay=30.0)
-            except imap_client.CONNECTION_ERRORS as exc:
+            except connection.CONNECTION_ERRORS as exc:
                 self._failed("connection", describe_error(exc))
             except Exception as exc:  # a database outage or a bug: never let it kill the watcher
                 self._failed("other", describe_error(exc))
             finally:
                 if mailbox is not None:
-                    imap_client.close(mailbox)
+                    connection.close(mailbox)
                 IMAP_CONNECTED.labels(self.account.name, self.folder_name).set(0)
                 self._set_connected(False, None, quiet=True)
 
@@ -147,7 +147,7 @@ class FolderWatcher:
             self.catch_up(mailbox)
 
     def _use_idle(self, mailbox: BaseMailBox) -> bool:
-        return self.account.idle and imap_client.has_capability(mailbox, "IDLE")
+        return self.account.idle and connection.has_capability(mailbox, "IDLE")
 
     def _idle(self, mailbox: BaseMailBox) -> None:
         """IDLE until something happens, the renewal time passes or we are told to stop."""
@@ -201,13 +201,13 @@ class FolderWatcher:
             if modseq is not None:
                 folder.highest_modseq = modseq
             last_uid = folder.last_uid
-        uids = imap_client.search_uids_above(mailbox, last_uid)
+        uids = connection.search_uids_above(mailbox, last_uid)
         new = 0
         for start in range(0, len(uids), self.account.fetch_batch):
             if self.stop.is_set():
                 break
             chunk = uids[start : start + self.account.fetch_batch]
-            fetched = imap_client.fetch_raw(mailbox, chunk)
+            fetched = connection.fetch_raw(mailbox, chunk)
             for uid in chunk:
                 raw = fetched.get(uid)
                 if raw is None:  # expunged between SEARCH and FETCH
@@ -227,4 +227,4 @@ class FolderWatcher:
             return store_imap_message(session, folder, uidvalidity, uid, raw, FIRST_STAGE)
 
     def _folder_status(self, mailbox: BaseMailBox) -> tuple[int, int | None]:
-        return imap_client.folder_status(mailbox, self.folder_name)
+        return connection.folder_status(mailbox, self.folder_name)

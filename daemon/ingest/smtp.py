@@ -18,7 +18,7 @@ from daemon.config import SmtpIngressSettings
 from daemon.db.session import Database
 from daemon.ingest.store import Stored, ensure_account, store_message
 from daemon.metrics import MESSAGES_STORED
-from daemon.pipeline.stages import FIRST_STAGE
+from daemon.pipeline.stage import FIRST_STAGE
 
 log = logging.getLogger(__name__)
 

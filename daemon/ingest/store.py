@@ -16,8 +16,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Account, Folder, Message
-from daemon.ingest.mime import content_sha256, quick_message_id
+from daemon.db.tables import Account, Folder, Message
+from daemon.mail.mime import content_sha256, quick_message_id
 
 log = logging.getLogger(__name__)
 

@@ -132,8 +132,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.drafts.stage import search_params
-    from daemon.kb.search import search
+    from daemon.kb.search import search, search_params
 
     db = Database.open(settings, writable=False)
     try:

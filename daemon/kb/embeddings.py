@@ -33,7 +33,7 @@ from daemon.cpu import available_cores, onnx_session
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from daemon.kb.settings import KBSettings
+    from daemon.config.kb import KBSettings
 
 log = logging.getLogger(__name__)
 

@@ -36,17 +36,18 @@ whether the KB can answer at all: use ``similarity`` (the absolute cosine) for c
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import text
 
-from daemon.kb.models import FTS_CONFIG
+from daemon.kb.tables import FTS_CONFIG
 
 if TYPE_CHECKING:
     import numpy as np
     from sqlalchemy.orm import Session
 
+    from daemon.config.kb import KBSettings
     from daemon.kb.embeddings import Embedder
 
 Mode = Literal["hybrid", "vector", "fts"]
@@ -258,3 +259,15 @@ def vector_literal(vector: np.ndarray | None) -> str | None:
     if vector is None:
         return None
     return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+
+
+def search_params(kb: KBSettings, limit: int) -> SearchParams:
+    """The retrieval parameters of ``[kb]`` (as ``mailsense kb search`` uses them), hybrid mode.
+
+    Every ``SearchParams`` field that ``[kb]`` also has is taken from it (``candidates`` is
+    ``search_candidates`` there), so a tuning knob added to ``[kb]`` reaches drafts too.
+    """
+    names = {f.name for f in fields(SearchParams)} - {"mode", "limit"}
+    values = {name: getattr(kb, name) for name in names if name in type(kb).model_fields}
+    values["candidates"] = kb.search_candidates
+    return SearchParams(mode="hybrid", limit=limit, **values)

@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from daemon.db.session import Database
 from daemon.kb.chunking import Chunk, ChunkParams, chunk_document, embed_text
 from daemon.kb.embeddings import Embedder
-from daemon.kb.models import (
+from daemon.kb.search import vector_literal
+from daemon.kb.sources import DEFAULT_INTERNAL_PATTERNS, SourceDocument, SourceError, iter_files, read_file
+from daemon.kb.tables import (
     HNSW_EF_CONSTRUCTION,
     HNSW_INDEX,
     HNSW_M,
@@ -31,8 +33,6 @@ from daemon.kb.models import (
     KBDocument,
     KBEmbeddingModel,
 )
-from daemon.kb.search import vector_literal
-from daemon.kb.sources import DEFAULT_INTERNAL_PATTERNS, SourceDocument, SourceError, iter_files, read_file
 
 log = logging.getLogger(__name__)
 

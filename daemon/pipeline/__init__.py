@@ -1,1 +1,1 @@
-"""The processing pipeline: an ordered list of stages run by workers that share one database."""
+"""The pipeline's machinery: the stage protocol and names, routing between stages, and the workers."""

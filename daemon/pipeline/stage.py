@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from daemon.db.models import Message
+    from daemon.db.tables import Message
+
+# Every stage name that may appear in messages.stage, in flow order (``daemon.stages`` builds them).
+KNOWN_STAGES: tuple[str, ...] = ("parse", "classify", "file", "draft")
+FIRST_STAGE = KNOWN_STAGES[0]
 
 OutcomeKind = Literal["next", "finish", "quarantine", "retry"]
 

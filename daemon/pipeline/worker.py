@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from daemon.config import PipelineSettings
 from daemon.db import queue
-from daemon.db.models import Message
 from daemon.db.session import Database
+from daemon.db.tables import Message
 from daemon.errors import describe_error
 from daemon.metrics import STAGE_OUTCOMES, STAGE_SECONDS
+from daemon.pipeline.router import Pipeline
 from daemon.pipeline.stage import Outcome
-from daemon.pipeline.stages import Pipeline
 
 log = logging.getLogger(__name__)
 

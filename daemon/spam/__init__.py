@@ -1,1 +1,1 @@
-"""Spam: the text the model sees, training, batch classification and Junk filing."""
+"""The spam model: the text it sees, its parts (transformer, token statistics, senders), its versions."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from daemon.cpu import available_cores
-from daemon.ingest.mime import ParsedMessage
+from daemon.mail.mime import ParsedMessage
 from daemon.spam.senders import SenderReputation
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TokenModel

@@ -8,21 +8,30 @@ transaction, so readers see either the old or the new one, never none or two.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from daemon.spam.models import ModelVersion
+from daemon.spam.tables import ModelVersion
 
 if TYPE_CHECKING:
-    from daemon.spam.model import SpamModel
-    from daemon.spam.train import TrainResult
+    from daemon.spam.model import SpamModel, Thresholds
 
 KIND = "spam"
 
 
-def register(session: Session, result: TrainResult, activate: bool = False) -> int:
+class TrainedVersion(Protocol):
+    """What training hands over (``daemon.training.train.TrainResult``); the registry needs no more."""
+
+    path: Path
+    base_model: str
+    metrics: dict[str, Any]
+    thresholds: Thresholds
+    text_settings: dict[str, Any]
+
+
+def register(session: Session, result: TrainedVersion, activate: bool = False) -> int:
     """Insert a trained version (the caller commits); with ``activate`` it becomes the active one."""
     row = ModelVersion(kind=KIND, path=str(result.path.resolve()), base_model=result.base_model,
                        metrics=result.metrics, thresholds=result.thresholds.to_json(),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.ingest.mime import ParsedMessage
+from daemon.mail.mime import ParsedMessage
 
 FILE_NAME = "senders.json"
 FEATURES = ("sender_address", "sender_domain")

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from daemon.ingest.mime import ParsedMessage
+from daemon.mail.mime import ParsedMessage
 
 # A line that opens a quoted reply: "On Mon, 1 Jan 2002, Bob wrote:" / "Bob <b@x> writes:".
 _ATTRIBUTION = re.compile(r"^\s*(on\b.{0,200}\b(wrote|writes)|.{0,120}\b(wrote|writes)\s*):\s*$", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 The vector dimension is that of the bundled MiniLM; ``kb_embedding_model`` records which model
 filled the column, so the store can re-embed (and retype the column) when the configured
-model changes. The tsvector expression must match ``daemon.kb.models.TSV_EXPRESSION``.
+model changes. The tsvector expression must match ``daemon.kb.tables.TSV_EXPRESSION``.
 
 Revision ID: 0003_kb
 Revises: 0002_spam

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from daemon.config.drafts import DraftSettings
 from daemon.drafts.backends.base import DraftRequest, Generated, Source
 from daemon.drafts.backends.extractive import ExtractiveBackend, split_units
 from daemon.drafts.compose import Composer, greeting
-from daemon.drafts.settings import DraftSettings
 from daemon.kb.embeddings import Embedder
 from daemon.kb.search import SearchHit
 from tests.drafts.conftest import KB_DOCS, SECRETS

@@ -11,9 +11,9 @@ import importlib.util
 
 import pytest
 
+from daemon.config.drafts import DraftSettings, LocalBackendSettings
 from daemon.drafts.backends.local import LocalBackend, bundled_gguf, resolve_model
 from daemon.drafts.compose import Composer
-from daemon.drafts.settings import DraftSettings, LocalBackendSettings
 from tests.drafts.conftest import SECRETS
 from tests.drafts.test_compose import NOTE, WIFI
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from daemon.config.drafts import DraftSettings, OpenAIBackendSettings
 from daemon.drafts.backends.base import BackendError, DraftRequest
 from daemon.drafts.backends.openai import OpenAIBackend
 from daemon.drafts.compose import Composer, to_sources
-from daemon.drafts.settings import DraftSettings, OpenAIBackendSettings
 from tests.drafts.test_compose import NOTE, REFUND, WIFI
 from tests.helpers import free_port
 

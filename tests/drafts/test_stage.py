@@ -18,8 +18,8 @@ from daemon.drafts.stage import DraftStage
 from daemon.ingest.store import ensure_account, store_message
 from daemon.kb.embeddings import Embedder
 from daemon.kb.store import KnowledgeBase
-from daemon.pipeline.parse import ParseStage
-from daemon.pipeline.stages import Pipeline
+from daemon.parse.stage import ParseStage
+from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
 from tests.drafts.conftest import SECRETS, write_kb
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select, text
 
 from daemon.db.session import Database
 from daemon.kb.embeddings import Embedder
-from daemon.kb.models import KBChunk, KBDocument, KBEmbeddingModel
 from daemon.kb.search import SearchParams, fts_terms, search
 from daemon.kb.store import KnowledgeBase
+from daemon.kb.tables import KBChunk, KBDocument, KBEmbeddingModel
 
 DOCS = {
     "wifi.md": "# Wi-Fi problems\n\nIf the Wi-Fi keeps disconnecting, restart the router and forget the network.\n\n"
@@ -188,7 +188,7 @@ def test_migration_and_model_define_the_same_tsvector():
     import importlib.util
 
     from daemon.db.migrate import MIGRATIONS_DIR
-    from daemon.kb.models import TSV_EXPRESSION
+    from daemon.kb.tables import TSV_EXPRESSION
 
     spec = importlib.util.spec_from_file_location("m0003", MIGRATIONS_DIR / "versions" / "0003_kb.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

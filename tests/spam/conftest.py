@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from daemon.db.session import Database
-from daemon.ingest.mime import parse_message
-from daemon.spam.data import Example
+from daemon.mail.mime import parse_message
+from daemon.training.data import Example
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,7 +71,7 @@ def make_examples(n: int, seed: int) -> list[Example]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model version trained for 1 epoch on 48 generated messages (seconds on 2 cores)."""
-    from daemon.spam.train import TrainConfig, train_model
+    from daemon.training.train import TrainConfig, train_model
 
     out = tmp_path_factory.mktemp("tiny-model") / "model"
     train_model(make_examples(48, seed=1), out,

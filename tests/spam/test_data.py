@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from daemon.spam.data import DataError, iter_raw, load_database, load_path, split_validation, stratified_folds
+from daemon.training.data import DataError, iter_raw, load_database, load_path, split_validation, stratified_folds
 from tests.spam.conftest import make_examples, make_message
 
 
@@ -84,9 +84,9 @@ def test_split_validation_is_stratified_and_seeded() -> None:
 
 
 def test_labels_from_the_database_newest_wins(spam_db) -> None:  # type: ignore[no-untyped-def]
-    from daemon.db.models import Account, Message
-    from daemon.ingest.mime import content_sha256
-    from daemon.spam.models import SpamLabel
+    from daemon.db.tables import Account, Message
+    from daemon.mail.mime import content_sha256
+    from daemon.spam.tables import SpamLabel
 
     rng = random.Random(9)
     with spam_db.session() as s, s.begin():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from daemon.spam import metrics
+from daemon.training import evaluation as metrics
 
 
 def test_confusion_and_rates() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.spam import metrics
 from daemon.spam.model import SpamModel, Thresholds
+from daemon.training import evaluation as metrics
 from tests.spam.conftest import make_examples, make_message
 
 pytestmark = pytest.mark.slow
@@ -108,7 +108,7 @@ def test_thresholds_verdict_bands() -> None:
 
 def test_classify_and_eval_commands(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from daemon.config import Settings
-    from daemon.spam.cli import cmd_classify, cmd_eval_spam
+    from daemon.training.cli import cmd_classify, cmd_eval_spam
 
     settings = Settings()
     rng = random.Random(11)
@@ -142,8 +142,8 @@ def test_register_activate_and_load_active(tiny_model: Path, spam_db) -> None:  
     from sqlalchemy.exc import IntegrityError
 
     from daemon.spam import registry
-    from daemon.spam.models import ModelVersion
-    from daemon.spam.starter import _result_from_dir
+    from daemon.spam.tables import ModelVersion
+    from daemon.training.starter import _result_from_dir
 
     result = _result_from_dir(tiny_model)
     with spam_db.session() as s, s.begin():
@@ -164,8 +164,8 @@ def test_register_activate_and_load_active(tiny_model: Path, spam_db) -> None:  
 
 def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from daemon.config import Settings
-    from daemon.spam import starter
-    from daemon.spam.train import TrainConfig
+    from daemon.training import starter
+    from daemon.training.train import TrainConfig
 
     corpus = tmp_path / "corpus"
     rng = random.Random(12)
@@ -200,8 +200,8 @@ def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, mo
 
 
 def test_cross_fitted_version_takes_thresholds_from_out_of_fold_scores(tmp_path: Path) -> None:
-    from daemon.spam.crossfit import best_epoch
-    from daemon.spam.train import TrainConfig, train_model
+    from daemon.training.crossfit import best_epoch
+    from daemon.training.train import TrainConfig, train_model
 
     examples = make_examples(32, seed=3)
     result = train_model(examples, tmp_path / "cv", TrainConfig(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.ingest.mime import ParsedMessage, parse_message
+from daemon.mail.mime import ParsedMessage, parse_message
 from daemon.spam.model import Ensemble
 from daemon.spam.senders import MAX_COUNT, SenderReputation
 

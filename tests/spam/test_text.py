@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from daemon.ingest.mime import parse_message
+from daemon.mail.mime import parse_message
 from daemon.spam.text import TextSettings, build_text
 
 

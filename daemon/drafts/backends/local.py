@@ -18,9 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from daemon.config.drafts import LocalBackendSettings
 from daemon.drafts.backends.base import DraftRequest, Generated
 from daemon.drafts.prompt import build_prompt, parse_answer
-from daemon.drafts.settings import LocalBackendSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import time
 
 import httpx
 
+from daemon.config.drafts import OpenAIBackendSettings
 from daemon.drafts.backends.base import BackendError, DraftRequest, Generated
 from daemon.drafts.prompt import build_prompt, parse_answer
-from daemon.drafts.settings import OpenAIBackendSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from imap_tools import BaseMailBox
 
-from daemon.ingest import imap_client
+from daemon.imap import connection
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -52,7 +52,7 @@ def junk_folder(mailbox: BaseMailBox, configured: str) -> str:
 
 def _select(mailbox: BaseMailBox, folder: str) -> int:
     """SELECT read-write; return UIDVALIDITY."""
-    typ, _ = mailbox.client.select(imap_client.encode_folder(folder), readonly=False)
+    typ, _ = mailbox.client.select(connection.encode_folder(folder), readonly=False)
     if typ != "OK":
         raise imaplib.IMAP4.error(f"SELECT {folder!r} failed")
     values = mailbox.client.untagged_responses.get("UIDVALIDITY") or [b"0"]
@@ -119,13 +119,13 @@ def move(mailbox: BaseMailBox, uid: int, destination: str) -> None:
 
     A plain EXPUNGE would also remove every other message the user had marked \\Deleted.
     """
-    folder = imap_client.encode_folder(destination)
-    if imap_client.has_capability(mailbox, "MOVE"):
+    folder = connection.encode_folder(destination)
+    if connection.has_capability(mailbox, "MOVE"):
         typ, _ = mailbox.client.uid("MOVE", str(uid), folder)
         if typ != "OK":
             raise imaplib.IMAP4.error(f"UID MOVE to {destination!r} failed")
         return
-    if not imap_client.has_capability(mailbox, "UIDPLUS"):
+    if not connection.has_capability(mailbox, "UIDPLUS"):
         raise imaplib.IMAP4.error("server has neither MOVE nor UIDPLUS: refusing to move (it would need EXPUNGE)")
     typ, _ = mailbox.client.uid("COPY", str(uid), folder)
     if typ != "OK":

@@ -18,13 +18,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from daemon.config import AccountSettings, Settings
+from daemon.config.spam import AccountSpamSettings
 from daemon.db.base import Base
-from daemon.db.models import Account, Folder, Message
+from daemon.db.tables import Account, Folder, Message
 from daemon.errors import describe_error
-from daemon.ingest import imap_client
+from daemon.imap import connection, operations
 from daemon.pipeline.stage import Outcome
-from daemon.spam import mailbox_ops
-from daemon.spam.settings import AccountSpamSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class FileStage:
 
     def close(self) -> None:
         for mailbox in self._connections.values():
-            imap_client.close(mailbox)
+            connection.close(mailbox)
         self._connections.clear()
 
     def process(self, session: Session, messages: list[Message]) -> dict[int, Outcome]:
@@ -91,7 +90,7 @@ class FileStage:
                     session.rollback()
                 account = self.accounts_by_id.get(message.account_id)
                 if account in self._connections:  # the connection may be broken: start afresh next time
-                    imap_client.close(self._connections.pop(account))
+                    connection.close(self._connections.pop(account))
                 outcomes[message.id] = Outcome.retry(describe_error(exc))
         return outcomes
 
@@ -133,7 +132,7 @@ class FileStage:
     def _mailbox(self, account: AccountSettings) -> BaseMailBox:
         mailbox = self._connections.get(account.name)
         if mailbox is None:
-            mailbox = imap_client.connect(account)
+            mailbox = connection.connect(account)
             self._connections[account.name] = mailbox
         return mailbox
 
@@ -142,20 +141,20 @@ class FileStage:
         destination = plan.destination
         if destination == "\\Junk":
             if account.name not in self._junk:
-                self._junk[account.name] = mailbox_ops.junk_folder(mailbox, account.spam.junk_folder)
+                self._junk[account.name] = operations.junk_folder(mailbox, account.spam.junk_folder)
             destination = self._junk[account.name]
         elif destination:
-            mailbox_ops.ensure_folder(mailbox, destination)
-        target = mailbox_ops.Target(folder, message.uidvalidity or 0, message.uid or 0, message.message_id,
+            operations.ensure_folder(mailbox, destination)
+        target = operations.Target(folder, message.uidvalidity or 0, message.uid or 0, message.message_id,
                                     message.content_sha256)
-        uid = mailbox_ops.locate(mailbox, target)
+        uid = operations.locate(mailbox, target)
         if uid is None:
-            if destination and mailbox_ops.is_in_folder(mailbox, destination, message.message_id):
+            if destination and operations.is_in_folder(mailbox, destination, message.message_id):
                 return "done", f"already in {destination}"
             return "skipped", f"no longer in {folder} (moved or deleted by someone else)"
         if plan.keyword:
-            mailbox_ops.add_keyword(mailbox, uid, plan.keyword)
+            operations.add_keyword(mailbox, uid, plan.keyword)
         if destination and destination != folder:
-            mailbox_ops.move(mailbox, uid, destination)
+            operations.move(mailbox, uid, destination)
             return "done", f"moved to {destination}"
         return "done", f"keyword {plan.keyword}"

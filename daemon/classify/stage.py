@@ -14,12 +14,12 @@ import time
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Message
+from daemon.config.spam import SpamSettings
 from daemon.db.session import Database
-from daemon.ingest.mime import ParsedMessage
+from daemon.db.tables import Message
+from daemon.mail.mime import ParsedMessage
 from daemon.pipeline.stage import Outcome
 from daemon.spam import registry
-from daemon.spam.settings import SpamSettings
 
 log = logging.getLogger(__name__)
 

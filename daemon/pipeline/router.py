@@ -1,8 +1,7 @@
-"""The ordered list of stages: where a message goes next is decided here and only here.
+"""Routing between stages: which stage comes next, and which may be claimed now.
 
-Adding a stage: write a class that follows ``daemon.pipeline.stage.Stage`` and add it to
-``build_stages`` at its place in the flow; add its name to ``KNOWN_STAGES`` so messages that
-wait at it while it is switched off are moved on.
+A stage that is switched off is passed through; a stage that cannot run (no active model, a
+backend that failed to load) says why, and that is logged once, not by every worker.
 """
 
 from __future__ import annotations
@@ -11,31 +10,9 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from daemon.config import Settings
-from daemon.db.session import Database
-from daemon.pipeline.parse import ParseStage
-from daemon.pipeline.stage import Stage
+from daemon.pipeline.stage import KNOWN_STAGES, Stage
 
 log = logging.getLogger(__name__)
-
-# Every stage name that may appear in messages.stage, in flow order.
-KNOWN_STAGES: tuple[str, ...] = ("parse", "classify", "file", "draft")
-FIRST_STAGE = KNOWN_STAGES[0]
-
-
-def build_stages(settings: Settings, db: Database) -> list[Stage]:
-    """The stages active under ``settings``, in flow order."""
-    stages: list[Stage] = [ParseStage()]
-    if settings.spam.enabled:
-        from daemon.spam.actions import FileStage
-        from daemon.spam.classify import ClassifyStage
-
-        stages += [ClassifyStage(settings.spam, db), FileStage(settings)]
-    if settings.drafts.enabled:
-        from daemon.drafts.stage import DraftStage
-
-        stages.append(DraftStage(settings, db))
-    return stages
 
 
 class Pipeline:

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from daemon.settings_base import Section
+from daemon.config.base import Section
 
 
 class SpamSettings(Section):

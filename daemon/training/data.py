@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daemon.ingest.mime import ParsedMessage, Unparseable, parse_message
+from daemon.mail.mime import ParsedMessage, Unparseable, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,8 @@ def load_path(path: str | Path, split: str | None = None) -> list[Example]:
 
 def load_database(session: Session) -> list[Example]:
     """Messages with a label in ``spam_labels``; the newest label per message wins."""
-    from daemon.db.models import Message
-    from daemon.spam.models import SpamLabel
+    from daemon.db.tables import Message
+    from daemon.spam.tables import SpamLabel
 
     # Labels are append-only; the highest id per message is the newest statement about it.
     newest = select(func.max(SpamLabel.id).label("id")).group_by(SpamLabel.message_id).subquery()

@@ -29,9 +29,6 @@ import numpy as np
 import torch
 
 from daemon.cpu import available_cores
-from daemon.spam import metrics
-from daemon.spam.crossfit import OutOfFold, best_epoch, cross_fit
-from daemon.spam.data import Example, split_validation
 from daemon.spam.model import (
     Ensemble,
     SpamModel,
@@ -39,11 +36,14 @@ from daemon.spam.model import (
     sigmoid,
     write_json,
 )
-from daemon.spam.recipe import TrainConfig, default_base_model, fine_tune, seed_everything
 from daemon.spam.senders import SenderReputation
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel
 from daemon.spam.transformer import export_onnx
+from daemon.training import evaluation as metrics
+from daemon.training.crossfit import OutOfFold, best_epoch, cross_fit
+from daemon.training.data import Example, split_validation
+from daemon.training.recipe import TrainConfig, default_base_model, fine_tune, seed_everything
 
 __all__ = ["TrainConfig", "TrainResult", "default_base_model", "train_model"]
 

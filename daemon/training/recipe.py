@@ -1,7 +1,7 @@
 """The training recipe: its settings (``TrainConfig``) and the transformer fine-tune.
 
-Kept apart from ``daemon/spam/train.py`` (which assembles a model version) because both the
-main fine-tune and the cross-fitting folds (``daemon/spam/crossfit.py``) run it.
+Kept apart from ``daemon/training/train.py`` (which assembles a model version) because both the
+main fine-tune and the cross-fitting folds (``daemon/training/crossfit.py``) run it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon.spam.data import Example
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TokenSettings
+from daemon.training.data import Example
 
 
 def default_base_model() -> Path:
@@ -46,7 +46,7 @@ class TrainConfig:
     """Epochs without a better validation loss before stopping; 0 = no early stopping, train ``epochs``."""
     cv_folds: int = 0
     """Fit the ensemble weights and thresholds on out-of-fold scores of this many cross-fitting folds
-    (``daemon/spam/crossfit.py``) instead of the validation part alone; 0 = off. Costs one more fine-tune
+    (``daemon/training/crossfit.py``) instead of the validation part alone; 0 = off. Costs one more fine-tune
     per fold."""
     cv_jobs: int = 1
     """Cross-fitting folds run side by side, each in its own process with ``threads`` torch threads."""

@@ -26,9 +26,9 @@ from daemon.config import Settings
 from daemon.cpu import available_cores
 from daemon.db.session import Database
 from daemon.spam import registry
-from daemon.spam.data import load_path
-from daemon.spam.models import ModelVersion
-from daemon.spam.train import TrainConfig, TrainResult, train_model
+from daemon.spam.tables import ModelVersion
+from daemon.training.data import load_path
+from daemon.training.train import TrainConfig, TrainResult, train_model
 
 log = logging.getLogger(__name__)
 

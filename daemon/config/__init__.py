@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from daemon.drafts.settings import AccountDraftSettings, DraftSettings
-from daemon.kb.settings import KBSettings
-from daemon.settings_base import Section
-from daemon.spam.settings import AccountSpamSettings, SpamSettings
+from daemon.config.base import Section
+from daemon.config.drafts import AccountDraftSettings, DraftSettings
+from daemon.config.kb import KBSettings
+from daemon.config.spam import AccountSpamSettings, SpamSettings
 
 ENV_PREFIX = "MAILSENSE_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/mailsense/mailsense.toml"),)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Message
+from daemon.db.tables import Message
 from daemon.errors import describe_error
-from daemon.ingest.mime import Unparseable, parse_message
+from daemon.mail.mime import Unparseable, parse_message
 from daemon.pipeline.stage import Outcome
 
 

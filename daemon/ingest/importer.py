@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.db.session import Database
 from daemon.ingest.store import Stored, ensure_account, store_message
-from daemon.pipeline.stages import FIRST_STAGE
+from daemon.pipeline.stage import FIRST_STAGE
 
 
 def demo_mbox() -> Path:

@@ -49,8 +49,8 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
 
 def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.spam import registry
-    from daemon.spam.data import DataError, load_database, load_path
-    from daemon.spam.train import TrainConfig, train_model
+    from daemon.training.data import DataError, load_database, load_path
+    from daemon.training.train import TrainConfig, train_model
 
     config = TrainConfig(
         base_model=Path(args.base) if args.base else None, epochs=args.epochs, max_length=args.max_length,
@@ -82,7 +82,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.ingest.mime import Unparseable, parse_message
+    from daemon.mail.mime import Unparseable, parse_message
 
     try:
         model = _load_model(args, settings)
@@ -107,8 +107,8 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_spam(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.spam import metrics
-    from daemon.spam.data import DataError, load_path
+    from daemon.training import evaluation as metrics
+    from daemon.training.data import DataError, load_path
 
     try:
         model = _load_model(args, settings)
@@ -130,7 +130,7 @@ def cmd_eval_spam(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ensure_starter(settings: Settings, db: Database) -> None:
-    from daemon.spam.starter import ensure_starter_model
+    from daemon.training.starter import ensure_starter_model
 
     version_id = ensure_starter_model(settings, db, on_step=print)
     print(f"active spam model version: {version_id}")

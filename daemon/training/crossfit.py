@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from daemon.spam.data import Example, stratified_folds
-from daemon.spam.recipe import TrainConfig, fine_tune
 from daemon.spam.senders import FEATURES, SenderReputation
 from daemon.spam.text import TextSettings, build_text
 from daemon.spam.tokens import TOKEN_TEXT_SETTINGS, TokenModel
 from daemon.spam.transformer import TransformerScorer
+from daemon.training.data import Example, stratified_folds
+from daemon.training.recipe import TrainConfig, fine_tune
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The ``classify`` stage: the active spam model scores parsed messages."""

@@ -1,0 +1,1 @@
+"""The ``file`` stage: a spam verdict carried out in the mailbox (Junk, keywords), exactly once."""

@@ -1,0 +1,1 @@
+"""Mail as bytes and text: the MIME parser and the readers of mbox files, Maildirs and .eml files."""

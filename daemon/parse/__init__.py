@@ -1,0 +1,1 @@
+"""The ``parse`` stage: raw bytes to the fields later stages read."""

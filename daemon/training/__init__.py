@@ -1,0 +1,1 @@
+"""Training and evaluating spam models; the daemon's stages only load what this produces."""
