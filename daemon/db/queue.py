@@ -71,13 +71,6 @@ FAIL_SQL = text(
     """
 )
 
-RELEASE_SQL = text(
-    """
-    UPDATE messages SET lease_owner = NULL, lease_until = NULL
-     WHERE id = ANY(:ids) AND lease_owner = :owner
-    """
-)
-
 REQUEUE_SQL = text(
     """
     UPDATE messages
@@ -134,12 +127,6 @@ def fail(
     ).scalar_one_or_none()
 
 
-def release(session: Session, message_ids: Sequence[int], owner: str) -> None:
-    """Give claimed messages back untouched (graceful shutdown)."""
-    with session.begin():
-        session.execute(RELEASE_SQL, {"ids": list(message_ids), "owner": owner})
-
-
 def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
     """Send parked or quarantined messages back to the stage they stopped at (after a fix)."""
     with session.begin():
@@ -153,6 +140,8 @@ LOCAL_OWNERS_SQL = text(
     """
 )
 
+RELEASE_OWNER_SQL = text("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner")
+
 
 def release_dead_local_leases(session: Session, hostname: str, is_alive: Callable[[int], bool]) -> int:
     """Free leases held by workers of daemons on this host that no longer run (after a crash or kill -9).
@@ -165,8 +154,5 @@ def release_dead_local_leases(session: Session, hostname: str, is_alive: Callabl
         for owner in owners:
             pid_text = owner[len(hostname) + 1 :].split("/", 1)[0]
             if pid_text.isdigit() and not is_alive(int(pid_text)):
-                released += session.execute(
-                    text("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :o"),
-                    {"o": owner},
-                ).rowcount
+                released += session.execute(RELEASE_OWNER_SQL, {"owner": owner}).rowcount
     return released

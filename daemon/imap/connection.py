@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
-import socket
 import ssl
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
@@ -117,11 +116,6 @@ def fetch_raw(mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes]:
     return result
 
 
-def set_socket_timeout(mailbox: BaseMailBox, seconds: float | None) -> None:
-    sock: socket.socket = mailbox.client.sock
-    sock.settimeout(seconds)
-
-
 def folder_status(mailbox: BaseMailBox, folder: str) -> tuple[int, int | None]:
     """(UIDVALIDITY, HIGHESTMODSEQ or None) of ``folder``; HIGHESTMODSEQ only with CONDSTORE."""
     items = "(UIDVALIDITY HIGHESTMODSEQ)" if has_capability(mailbox, "CONDSTORE") else "(UIDVALIDITY)"
@@ -134,9 +128,13 @@ def folder_status(mailbox: BaseMailBox, folder: str) -> tuple[int, int | None]:
     return values["UIDVALIDITY"], values.get("HIGHESTMODSEQ")
 
 
+def quote(value: str) -> str:
+    """An IMAP quoted string (RFC 3501): backslash and double quote escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def encode_folder(folder: str) -> str:
     """Modified UTF-7 and quoting, as imap-tools does for its own commands."""
     from imap_tools.imap_utf7 import utf7_encode
 
-    encoded = utf7_encode(folder).decode("ascii")
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return quote(utf7_encode(folder).decode("ascii"))

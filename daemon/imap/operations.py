@@ -74,14 +74,10 @@ def _fetch_identity(mailbox: BaseMailBox, uid: int, with_body: bool) -> tuple[st
 
 
 def _search_message_id(mailbox: BaseMailBox, message_id: str) -> list[int]:
-    typ, data = mailbox.client.uid("SEARCH", None, "HEADER", "Message-ID", _quote(message_id))
+    typ, data = mailbox.client.uid("SEARCH", None, "HEADER", "Message-ID", connection.quote(message_id))
     if typ != "OK":
         raise imaplib.IMAP4.error("UID SEARCH HEADER Message-ID failed")
     return [int(u) for u in (data[0] or b"").split()]
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def locate(mailbox: BaseMailBox, target: Target) -> int | None:

@@ -22,6 +22,11 @@ from daemon.mail.mime import content_sha256, quick_message_id
 log = logging.getLogger(__name__)
 
 
+# The checkpoint only moves forward, in the same transaction as the row it covers.
+ADVANCE_CHECKPOINT_SQL = text(
+    "UPDATE folders SET last_uid = GREATEST(last_uid, :uid), last_sync_at = now() WHERE id = :id"
+)
+
 class Stored(enum.Enum):
     inserted = "inserted"
     duplicate = "duplicate"  # this exact location was stored before
@@ -116,8 +121,5 @@ def store_imap_message(
             uidvalidity=uidvalidity,
             uid=uid,
         )
-        session.execute(
-            text("UPDATE folders SET last_uid = GREATEST(last_uid, :uid), last_sync_at = now() WHERE id = :id"),
-            {"uid": uid, "id": folder.id},
-        )
+        session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder.id})
     return result

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 GROUP_SIZE = 500  # documents per transaction
 REEMBED_BATCH = 512  # chunks per round trip when re-embedding after a model change
 
+SET_EMBEDDING_SQL = text("UPDATE kb_chunks SET embedding = CAST(:embedding AS vector) WHERE id = :id")
+# CONCURRENTLY: searches keep reading the old statistics while the new ones are computed.
+REFRESH_STATS_SQL = text("REFRESH MATERIALIZED VIEW CONCURRENTLY kb_corpus_stats")
+
 
 @dataclass
 class IngestReport:
@@ -106,7 +110,7 @@ class KnowledgeBase:
             batch = rows[start : start + REEMBED_BATCH]
             vectors = self.embedder.embed([embed_text(r.heading_path, r.text) for r in batch], progress=progress)
             s.execute(
-                text("UPDATE kb_chunks SET embedding = CAST(:embedding AS vector) WHERE id = :id"),
+                SET_EMBEDDING_SQL,
                 [{"id": r.id, "embedding": vector_literal(v)} for r, v in zip(batch, vectors, strict=True)],
             )
 
@@ -259,7 +263,7 @@ class KnowledgeBase:
 def refresh_corpus_stats(db: Database) -> None:
     """Recompute chunk count and mean length for BM25 (searches keep running meanwhile)."""
     with db.session() as s, s.begin():
-        s.execute(text("REFRESH MATERIALIZED VIEW CONCURRENTLY kb_corpus_stats"))
+        s.execute(REFRESH_STATS_SQL)
 
 
 def _chunk_row(document_id: int, chunk: Chunk, vector: object) -> dict[str, object]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from daemon.spam.tables import ModelVersion
@@ -92,3 +92,11 @@ def load_configured(
     row = session.scalars(select(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.path == str(path))
                           ).first()
     return (row.id if row else None), SpamModel.load(path, **load_options)  # type: ignore[arg-type]
+
+
+VERDICT_COUNTS_SQL = text("SELECT spam_verdict, count(*) FROM messages WHERE spam_verdict IS NOT NULL GROUP BY 1")
+
+
+def verdict_counts(session: Session) -> dict[str, int]:
+    """Messages per spam verdict so far (for ``mailsense status``)."""
+    return {str(verdict): int(n) for verdict, n in session.execute(VERDICT_COUNTS_SQL).all()}

@@ -153,14 +153,11 @@ def setup(settings: Settings, db: Database) -> None:
 
 def status_lines(settings: Settings, db: Database) -> list[str]:
     """For ``mailsense status``: which spam model is active (or that none is), and verdicts so far."""
-    from sqlalchemy import text
-
     from daemon.spam import registry
 
     with db.session() as session:
         row = registry.active_version(session)
-        verdicts = dict(session.execute(text(
-            "SELECT spam_verdict, count(*) FROM messages WHERE spam_verdict IS NOT NULL GROUP BY 1")).all())
+        verdicts = registry.verdict_counts(session)
     if row is None:
         lines = ["spam model: none active; messages wait at the classify stage (run `mailsense setup`)"]
     else:

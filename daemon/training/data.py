@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import mailbox
 import random
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from daemon.mail.files import iter_mail_files
 from daemon.mail.mime import ParsedMessage, Unparseable, parse_message
 
 log = logging.getLogger(__name__)
@@ -105,22 +105,6 @@ def _iter_manifest_dir(root: Path, manifest: Path) -> Iterator[RawExample]:
             log.warning("%s: cannot read %s: %s", root, rel, exc.strerror)
 
 
-def _iter_mail_files(folder: Path) -> Iterator[tuple[str, bytes]]:
-    """Every message under ``folder``: Maildirs, mbox files and single-message files."""
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        if path.parent.name == "tmp" and (path.parent.parent / "cur").is_dir():
-            continue  # a Maildir's tmp/ holds deliveries in progress
-        with path.open("rb") as fh:
-            first = fh.read(5)
-        if first == b"From ":
-            for i, msg in enumerate(mailbox.mbox(path, create=False)):
-                yield f"{path.relative_to(folder)}#{i}", msg.as_bytes()
-        else:
-            yield str(path.relative_to(folder)), path.read_bytes()
-
-
 def iter_raw(path: str | Path) -> Iterator[RawExample]:
     """Raw labelled messages from any supported file layout (see the module docstring)."""
     root = Path(path)
@@ -136,7 +120,7 @@ def iter_raw(path: str | Path) -> Iterator[RawExample]:
     if not (root / "ham").is_dir() or not (root / "spam").is_dir():
         raise DataError(f"{root}: expected a manifest.tsv, or ham/ and spam/ folders of .eml, mbox or Maildir")
     for label, sub in enumerate(LABELS):
-        for name, raw in _iter_mail_files(root / sub):
+        for name, raw in iter_mail_files(root / sub):
             yield RawExample(f"{sub}/{name}", raw, label, None)
 
 

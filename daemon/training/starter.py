@@ -20,10 +20,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from daemon.config import Settings
 from daemon.cpu import available_cores
+from daemon.db.locks import advisory_lock
 from daemon.db.session import Database
 from daemon.spam import registry
 from daemon.spam.tables import ModelVersion
@@ -59,14 +60,8 @@ def ensure_starter_model(settings: Settings, db: Database,
     Idempotent and safe to run from several processes at once.
     """
     say = on_step or (lambda msg: log.info("%s", msg))
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock_conn:
-        # Session-level lock on its own autocommit connection: training takes minutes and must
-        # not hold a transaction open meanwhile.
-        lock_conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": _LOCK_KEY})
-        try:
-            return _ensure_locked(settings, db, say)
-        finally:
-            lock_conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": _LOCK_KEY})
+    with advisory_lock(db.engine, _LOCK_KEY):  # training takes minutes: once, whoever asks first
+        return _ensure_locked(settings, db, say)
 
 
 def _ensure_locked(settings: Settings, db: Database, say: Callable[[str], None]) -> int:
