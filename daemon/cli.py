@@ -167,8 +167,9 @@ def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"configuration OK: {len(settings.accounts)} account(s), state in {settings.daemon.state_dir} "
-          f"({settings.state_dir_source})")
+    secrets = settings.check_secrets()  # raises ConfigError naming the key
+    print(f"configuration OK: {len(settings.accounts)} account(s), {secrets} secret(s) readable, "
+          f"state in {settings.daemon.state_dir} ({settings.state_dir_source})")
     return 0
 
 

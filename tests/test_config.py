@@ -108,3 +108,28 @@ def test_the_example_config_is_valid():
 
     settings = load_settings(REPO / "config" / "mailsense.toml", environ={})
     assert settings.accounts == [] and settings.smtp_ingress.enabled is False
+
+
+def test_url_file_reads_a_systemd_credential(tmp_path, monkeypatch):
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "database-url").write_text("postgresql://mailsense:pw@db.example.com/mailsense\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    settings = load_settings(write(tmp_path, '[database]\nurl_file = "$CREDENTIALS_DIRECTORY/database-url"\n'),
+                             environ={})
+    assert settings.database_url() == "postgresql://mailsense:pw@db.example.com/mailsense"
+
+
+def test_check_config_reads_every_secret_and_names_the_missing_one(tmp_path, monkeypatch, capsys):
+    from daemon.cli import main
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = write(tmp_path, GOOD)
+    monkeypatch.delenv("SUPPORT_PW", raising=False)
+    assert main(["-c", str(config), "check-config"]) == 78
+    assert "password_env" in capsys.readouterr().err
+
+    monkeypatch.setenv("SUPPORT_PW", "not-printed-anywhere")
+    assert main(["-c", str(config), "check-config"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 secret(s) readable" in out and "not-printed-anywhere" not in out + err

@@ -182,13 +182,31 @@ class Settings(Section):
         return self._state_dir_source
 
     def database_url(self) -> str:
-        """The configured URL, or '' for the embedded server."""
+        """The configured URL, or '' for the embedded server; ``url_file`` may name ``$CREDENTIALS_DIRECTORY``."""
         if self.database.url_file:
+            path = Path(os.path.expandvars(self.database.url_file))
             try:
-                return Path(self.database.url_file).read_text().strip()
+                return path.read_text().strip()
             except OSError as exc:
-                raise ConfigError(f"database.url_file: cannot read {self.database.url_file}: {exc.strerror}") from None
+                raise ConfigError(
+                    f"database.url_file: cannot read {path}: {exc.strerror} (is the credential loaded?)"
+                ) from None
         return self.database.url
+
+    def check_secrets(self) -> int:
+        """Read every secret the daemon will need, as it will read them; returns how many were read.
+
+        ``check-config`` runs this as ``ExecStartPre=`` so a missing credential stops the start with
+        the key named, instead of failing an hour later at the first reconnect.
+        """
+        count = 0
+        if self.database.url_file:
+            self.database_url()
+            count += 1
+        for account in self.accounts:
+            account.password()
+            count += 1
+        return count
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -24,12 +24,18 @@ log = logging.getLogger(__name__)
 
 
 class StoreHandler:
-    """aiosmtpd handler: one DATA, one committed row."""
+    """aiosmtpd handler: one DATA, one committed row.
 
-    def __init__(self, db: Database, account_name: str, on_stored: Callable[[], None]) -> None:
+    LMTP (RFC 2033) wants one reply per accepted recipient after DATA; a single reply leaves the
+    MTA waiting for the others and it defers the delivery. Every recipient gets the same reply:
+    the message is stored once, whoever it was for.
+    """
+
+    def __init__(self, db: Database, account_name: str, on_stored: Callable[[], None], lmtp: bool = False) -> None:
         self.db = db
         self.account_name = account_name
         self.on_stored = on_stored
+        self.lmtp = lmtp
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -37,11 +43,16 @@ class StoreHandler:
             result = await asyncio.to_thread(self._store, raw)
         except Exception as exc:
             log.error("smtp ingress: could not store a %d-byte message: %s", len(raw), type(exc).__name__)
-            return "451 4.3.0 Temporary storage failure, try again later"
+            return self._reply("451 4.3.0 Temporary storage failure, try again later", envelope)
         MESSAGES_STORED.labels(self.account_name, "smtp", result.value).inc()
         if result is Stored.inserted:
             self.on_stored()
-        return "250 2.0.0 Message accepted"
+        return self._reply("250 2.0.0 Message accepted", envelope)
+
+    def _reply(self, status: str, envelope: Envelope) -> str:
+        if not self.lmtp:
+            return status
+        return "\r\n".join([status] * max(1, len(envelope.rcpt_tos)))
 
     def _store(self, raw: bytes) -> Stored:
         with self.db.session() as session, session.begin():
@@ -58,7 +69,7 @@ class _LMTPController(Controller):
 
 
 def make_controller(settings: SmtpIngressSettings, db: Database, on_stored: Callable[[], None]) -> Controller:
-    handler = StoreHandler(db, settings.account, on_stored)
+    handler = StoreHandler(db, settings.account, on_stored, lmtp=settings.lmtp)
     cls = _LMTPController if settings.lmtp else Controller
     return cls(
         handler,
