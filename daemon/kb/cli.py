@@ -21,14 +21,17 @@ if TYPE_CHECKING:
     from daemon.kb.store import IngestReport, KnowledgeBase
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kb = subparsers.add_parser("kb", help="knowledge base for support drafts").add_subparsers(
         dest="kb_command", required=True
     )
 
     add = kb.add_parser("add", help="ingest Markdown, text, HTML, PDF and JSONL files or folders")
     add.add_argument("paths", nargs="+", type=Path)
-    add.add_argument("--internal", action="store_true", help="mark these documents internal (never quoted)")
+    audience = add.add_mutually_exclusive_group()
+    audience.add_argument("--internal", action="store_true", help="mark these documents internal (never quoted)")
+    audience.add_argument("--public", action="store_true",
+                          help="mark these documents public (the only way to make an internal document public)")
     add.set_defaults(handler=cmd_add)
 
     lst = kb.add_parser("list", help="documents with audience and chunk count")
@@ -41,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     sync = kb.add_parser("sync", help="make the KB match a folder: add new, re-embed changed, drop deleted")
     sync.add_argument("folder", type=Path)
-    sync.add_argument("--internal", action="store_true", help="mark the folder's documents internal")
+    sync_audience = sync.add_mutually_exclusive_group()
+    sync_audience.add_argument("--internal", action="store_true", help="mark the folder's documents internal")
+    sync_audience.add_argument("--public", action="store_true", help="mark the folder's documents public")
     sync.set_defaults(handler=cmd_sync)
 
     search = kb.add_parser("search", help="what retrieval returns for a query")
@@ -75,7 +80,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     db = Database.open(settings, writable=True)
     try:
         kb = knowledge_base(settings, db)
-        report = kb.add(args.paths, force_audience="internal" if args.internal else None, progress=sys.stderr.isatty())
+        report = kb.add(args.paths, force_audience=_forced_audience(args), progress=sys.stderr.isatty())
         return _print_report(report)
     finally:
         db.dispose()
@@ -90,7 +95,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         try:
             report = kb.sync(
                 args.folder,
-                force_audience="internal" if args.internal else None,
+                force_audience=_forced_audience(args),
                 progress=sys.stderr.isatty(),
             )
         except SourceError as exc:
@@ -151,3 +156,10 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{i:>2}. {h.score:.3f} (cosine {cosine}, bm25 {bm25})  [{h.audience}] {h.heading_path}")
         print(f"    document {h.document_id}, chunk {h.chunk_id}: {' '.join(h.text.split())[:200]}")
     return 0
+
+
+def _forced_audience(args: argparse.Namespace) -> str | None:
+    """``--internal`` or ``--public``; without either, a stored document keeps an internal audience."""
+    if args.internal:
+        return "internal"
+    return "public" if args.public else None

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +49,9 @@ class SourceDocument:
     text: str
     format: TextFormat
     audience: str  # 'public' or 'internal'
+    # A person said so (--internal/--public, an ``audience:`` key) rather than a default or the path:
+    # only such a statement may make a stored internal document public again.
+    audience_explicit: bool = False
 
     def checksum(self, salt: str = "") -> str:
         """What decides re-chunking: content, title, audience, and ``salt`` (the chunking parameters)."""
@@ -118,7 +121,7 @@ def audience_from_path(path: Path, patterns: Iterable[str]) -> str:
 
 
 def _with_audience(doc: SourceDocument, audience: str) -> SourceDocument:
-    return SourceDocument(doc.source, doc.external_id, doc.title, doc.text, doc.format, audience)
+    return replace(doc, audience=audience, audience_explicit=True)
 
 
 def _check_audience(value: object, path: Path, fallback: str) -> str:
@@ -169,6 +172,7 @@ def _read_markdown(path: Path, audience: str) -> SourceDocument:
         text=body,
         format="markdown",
         audience=_check_audience(meta.get("audience"), path, audience),
+        audience_explicit=meta.get("audience") not in (None, ""),
     )
 
 
@@ -246,4 +250,5 @@ def _read_jsonl(path: Path, audience: str) -> Iterator[SourceDocument]:
                 text=str(entry["text"]),
                 format="text",
                 audience=_check_audience(entry.get("audience"), path, audience),
+                audience_explicit=entry.get("audience") not in (None, ""),
             )

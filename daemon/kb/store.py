@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select, text
@@ -208,17 +208,20 @@ class KnowledgeBase:
             group = docs[start : start + GROUP_SIZE]
             with self.db.session() as s, s.begin():
                 existing = {
-                    (r.source, r.external_id): (r.id, r.checksum)
+                    (r.source, r.external_id): (r.id, r.checksum, r.audience)
                     for r in s.execute(
-                        select(KBDocument.id, KBDocument.source, KBDocument.external_id, KBDocument.checksum).where(
-                            KBDocument.source.in_({d.source for d in group})
-                        )
+                        select(
+                            KBDocument.id, KBDocument.source, KBDocument.external_id, KBDocument.checksum,
+                            KBDocument.audience,
+                        ).where(KBDocument.source.in_({d.source for d in group}))
                     )
                 }
                 todo: list[tuple[SourceDocument, str, int | None]] = []
                 for doc in group:
+                    doc_id, stored, audience = existing.get((doc.source, doc.external_id), (None, None, None))
+                    if audience == "internal" and doc.audience == "public" and not doc.audience_explicit:
+                        doc = replace(doc, audience="internal")
                     checksum = doc.checksum(salt)
-                    doc_id, stored = existing.get((doc.source, doc.external_id), (None, None))
                     if stored == checksum:
                         report.unchanged += 1
                     else:

@@ -61,6 +61,31 @@ def test_add_is_idempotent_and_reembeds_changes(kb_db: Database, embedder: Embed
         assert (model.name, model.dimension) == (embedder.name, 384)
 
 
+def test_internal_stays_internal_until_a_person_says_otherwise(kb_db: Database, embedder: Embedder, tmp_path: Path):
+    notes = write_kb(tmp_path / "notes", {"runbook.md": "# Runbook\n\nThe admin password rotates on Mondays.\n"})
+    kb = KnowledgeBase(kb_db, embedder)
+    kb.add([notes], force_audience="internal")
+
+    def audience() -> str:
+        (doc,) = kb.list_documents()
+        return doc.audience
+
+    synced = kb.sync(notes)  # no --internal this time
+    assert (synced.updated, synced.unchanged) == (0, 1)
+    assert audience() == "internal"
+    (notes / "runbook.md").write_text("# Runbook\n\nThe admin password rotates on Tuesdays.\n")
+    assert kb.sync(notes).updated == 1
+    assert audience() == "internal"  # an edit is not a decision about the audience
+
+    (notes / "runbook.md").write_text("---\naudience: public\n---\n# Runbook\n\nAsk the admin.\n")
+    kb.sync(notes)
+    assert audience() == "public"  # the front matter is a person's statement
+    kb.add([notes], force_audience="internal")
+    (notes / "runbook.md").write_text("# Runbook\n\nAsk the admin.\n")
+    kb.add([notes], force_audience="public")  # `kb add --public`
+    assert audience() == "public"
+
+
 def test_sync_drops_deleted_and_keeps_unreadable(kb_db: Database, embedder: Embedder, tmp_path: Path):
     root = write_kb(tmp_path / "kb")
     other = write_kb(tmp_path / "other", {"other.md": "# Other\n\nNot in the synced folder.\n"})
