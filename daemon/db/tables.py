@@ -64,6 +64,11 @@ class Folder(Base):
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Where ingestion began on first connect: mail at or below start_uid was there before Mailsense
+    # and is never processed. start_from says how it was chosen ("new mail only", "since 2026-11-25").
+    start_uid: Mapped[int | None] = mapped_column(BigInteger)
+    start_from: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     account: Mapped[Account] = relationship(back_populates="folders")
 
@@ -120,6 +125,9 @@ class Message(Base):
     # Work-queue state (see daemon/db/queue.py for the claim SQL).
     stage: Mapped[str] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Claims at the current stage: a message that kills its worker is claimed again and again
+    # without an attempt being recorded; counting claims lets it be parked all the same.
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -129,3 +137,20 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class Instance(Base):
+    """One running daemon (or command that takes work), told apart by a random id, not host and pid.
+
+    Its ``heartbeat_at`` moves while it lives; leases held by an instance whose heartbeat is stale
+    may be taken over. Two containers with the same host name and pid no longer look alike.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -26,6 +26,15 @@ FIRST_STAGE = KNOWN_STAGES[0]
 OutcomeKind = Literal["next", "finish", "quarantine", "retry"]
 
 
+class DependencyDown(Exception):
+    """Raised by ``process`` when a service the stage needs (IMAP server, LLM endpoint) is unreachable.
+
+    The messages are not at fault: they stay at the stage without an attempt counted, and the
+    stage waits (``waiting_reason``) until the service answers again, instead of parking mail
+    because of an outage.
+    """
+
+
 @dataclass(frozen=True)
 class Outcome:
     kind: OutcomeKind
