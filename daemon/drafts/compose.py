@@ -24,7 +24,7 @@ from typing import Any
 from daemon.config.drafts import DraftSettings
 from daemon.drafts import confidence
 from daemon.drafts.backends.base import Backend, DraftRequest, Source
-from daemon.drafts.guard import leaks_internal
+from daemon.drafts.guard import foreign_links, internal_leak
 from daemon.kb.search import SearchHit
 
 MAX_GUIDANCE = 2
@@ -105,8 +105,12 @@ class Composer:
         )
         if conf < threshold:
             return human(f"confidence {conf:.2f} below {threshold:.2f}", conf)
-        if internal and leaks_internal(generated.answer, [s.text for s in internal], [s.text for s in sources]):
-            return human("the draft repeated internal knowledge-base text", conf)
+        leak = internal_leak(generated.answer, [s.text for s in internal], [s.text for s in sources])
+        if leak:
+            return human(leak, conf)
+        links = foreign_links(generated.answer, [s.text for s in sources])
+        if links:
+            return human(f"the draft links to {links[0]}, which no knowledge-base source contains", conf)
         text = render_reply(generated.answer, sender_name, self.settings.signature)
         return self._result("pending", text, sources + internal, generated.cited, conf, None)
 
