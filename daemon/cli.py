@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.db.session import Database
@@ -182,7 +183,7 @@ def _status_hooks() -> list[Callable[..., list[str]]]:
     return hooks
 
 
-def _optional_module(name: str):  # type: ignore[no-untyped-def]
+def _optional_module(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -48,7 +50,8 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
     lines: list[str] = []
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for row in status["stages"]:
-        counts.setdefault((str(row["account"]), str(row["folder"])), {})[str(row["stage"])] = int(row["n"])  # type: ignore[call-overload]
+        n = cast(int, row["n"])  # count(*): the driver gives an int; the row dicts are typed object
+        counts.setdefault((str(row["account"]), str(row["folder"])), {})[str(row["stage"])] = n
     seen: set[tuple[str, str]] = set()
     for row in status["folders"]:
         key = (str(row["account"]), str(row["folder"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from daemon.db.tables import Message
 from daemon.mail.mime import ParsedMessage
 from daemon.pipeline.stage import Outcome
 from daemon.spam import registry
+
+if TYPE_CHECKING:
+    from daemon.spam.model import LoadOptions, SpamModel
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class ClassifyStage:
         self.batch_size = settings.batch_size
         self._lock = threading.Lock()
         self._inference = threading.Lock()
-        self._model = None
+        self._model: SpamModel | None = None
         self._version_id: int | None = None
         self._checked_at = 0.0
         self._problem: str | None = None
@@ -66,8 +70,8 @@ class ClassifyStage:
             return
         with self._lock:
             self._checked_at = time.monotonic()
-            options = {"quantize": self.settings.int8, "threads": self.settings.threads or None,
-                       "runtime": self.settings.runtime}
+            options: LoadOptions = {"quantize": self.settings.int8, "threads": self.settings.threads or None,
+                                    "runtime": self.settings.runtime}
             try:
                 if self.settings.model_dir:
                     if self._model is None:

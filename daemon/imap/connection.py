@@ -93,7 +93,7 @@ def search_uids_above(mailbox: BaseMailBox, last_uid: int) -> list[int]:
 
     ``UID n:*`` always matches the highest message even when its UID is below n, hence the filter.
     """
-    typ, data = mailbox.client.uid("SEARCH", None, f"UID {last_uid + 1}:*")
+    typ, data = mailbox.client.uid("SEARCH", f"UID {last_uid + 1}:*")
     if typ != "OK":
         raise imaplib.IMAP4.error(f"UID SEARCH failed: {typ}")
     uids = sorted({int(u) for u in (data[0] or b"").split()})

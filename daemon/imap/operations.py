@@ -11,6 +11,7 @@ import hashlib
 import imaplib
 import re
 from dataclasses import dataclass
+from typing import cast
 
 from imap_tools import BaseMailBox
 
@@ -56,7 +57,8 @@ def _select(mailbox: BaseMailBox, folder: str) -> int:
     if typ != "OK":
         raise imaplib.IMAP4.error(f"SELECT {folder!r} failed")
     values = mailbox.client.untagged_responses.get("UIDVALIDITY") or [b"0"]
-    return int(values[-1])
+    # typeshed allows (literal, bytes) items in untagged responses; UIDVALIDITY is a plain number
+    return int(cast(bytes, values[-1]))
 
 
 def _fetch_identity(mailbox: BaseMailBox, uid: int, with_body: bool) -> tuple[str | None, str | None] | None:
@@ -74,7 +76,7 @@ def _fetch_identity(mailbox: BaseMailBox, uid: int, with_body: bool) -> tuple[st
 
 
 def _search_message_id(mailbox: BaseMailBox, message_id: str) -> list[int]:
-    typ, data = mailbox.client.uid("SEARCH", None, "HEADER", "Message-ID", connection.quote(message_id))
+    typ, data = mailbox.client.uid("SEARCH", "HEADER", "Message-ID", connection.quote(message_id))
     if typ != "OK":
         raise imaplib.IMAP4.error("UID SEARCH HEADER Message-ID failed")
     return [int(u) for u in (data[0] or b"").split()]

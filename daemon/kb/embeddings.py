@@ -202,7 +202,8 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        # np.asarray only gives the row (Any in numpy's stubs) its array type: no copy, same dtype
+        return np.asarray(self.embed([text])[0])
 
 
 def embedder_for(kb: KBSettings) -> Embedder:

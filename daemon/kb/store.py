@@ -15,8 +15,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from daemon.db.session import Database
@@ -243,7 +244,9 @@ class KnowledgeBase:
                     chunk_rows.extend(_chunk_row(doc_id, c, next(vectors)) for c in chunks)
                 if chunk_rows:
                     s.execute(insert(KBChunk), chunk_rows)
-                    s.execute(text(POSTINGS_SQL), {"document_ids": sorted({r["document_id"] for r in chunk_rows})})
+                    # _chunk_row puts the int document id in each row (typed object, as insert() takes them)
+                    doc_ids = sorted({cast(int, r["document_id"]) for r in chunk_rows})
+                    s.execute(text(POSTINGS_SQL), {"document_ids": doc_ids})
                 report.chunks += len(chunk_rows)
             log.info("kb: %d of %d documents processed", min(start + GROUP_SIZE, len(docs)), len(docs))
         if report.added or report.updated:
@@ -259,7 +262,9 @@ class KnowledgeBase:
                 .returning(KBDocument.id)
             ).scalar_one()
         s.execute(delete(KBChunk).where(KBChunk.document_id == doc_id))
-        s.execute(KBDocument.__table__.update().where(KBDocument.id == doc_id).values(**values, updated_at=func.now()))
+        # a plain UPDATE (synchronize_session=False): this session holds no loaded KBDocument to refresh
+        s.execute(update(KBDocument).where(KBDocument.id == doc_id).values(**values, updated_at=func.now())
+                  .execution_options(synchronize_session=False))
         return doc_id
 
 

@@ -160,7 +160,8 @@ def _addresses(headers: dict[str, list[str]], name: str) -> list[tuple[str, str]
 
 def _decode_part(part: Message) -> str:
     payload = part.get_payload(decode=True)
-    if payload is None:
+    # decode=True gives bytes for a leaf part and None for a multipart one (never a Message)
+    if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset()
     # "us-ascii" on 8-bit bytes is a default the sender's software wrote without looking; decoding

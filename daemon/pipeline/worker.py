@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from daemon.config import PipelineSettings
 from daemon.db import queue
@@ -102,7 +103,7 @@ class Worker:
             STAGE_SECONDS.labels(stage_name).observe(time.monotonic() - started)
             self._record(session, stage_name, ids, outcomes)
 
-    def _record(self, session, stage_name: str, ids: list[int], outcomes: dict[int, Outcome]) -> None:  # type: ignore[no-untyped-def]
+    def _record(self, session: Session, stage_name: str, ids: list[int], outcomes: dict[int, Outcome]) -> None:
         next_stage = self.pipeline.next_stage(stage_name)
         with session.begin():
             for message_id in ids:

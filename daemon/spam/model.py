@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -98,11 +98,22 @@ class Verdict:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+    # np.asarray only gives the expression (Any in numpy's stubs) its array type: no copy, same dtype
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60, 60))))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())  # each file holds one JSON object, written by training
+    return data
+
+
+class LoadOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`SpamModel.load`, as callers hand them through the registry."""
+
+    quantize: bool | None
+    threads: int | None
+    max_length: int | None
+    runtime: str
 
 
 class SpamModel:

@@ -8,7 +8,7 @@ transaction, so readers see either the old or the new one, never none or two.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from daemon.spam.tables import ModelVersion
 
 if TYPE_CHECKING:
-    from daemon.spam.model import SpamModel, Thresholds
+    from daemon.spam.model import LoadOptions, SpamModel, Thresholds
 
 KIND = "spam"
 
@@ -59,7 +59,7 @@ def active_version(session: Session) -> ModelVersion | None:
     return session.scalars(select(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.active)).first()
 
 
-def load_active(session: Session, **load_options: object) -> tuple[int, SpamModel] | None:
+def load_active(session: Session, **load_options: Unpack[LoadOptions]) -> tuple[int, SpamModel] | None:
     """The active version's id and loaded model, or None when no version is active yet.
 
     A missing directory raises: an active version that cannot be loaded is an operator
@@ -73,11 +73,11 @@ def load_active(session: Session, **load_options: object) -> tuple[int, SpamMode
     path = Path(row.path)
     if not path.is_dir():
         raise FileNotFoundError(f"active spam model version {row.id} points to {path}, which does not exist")
-    return row.id, SpamModel.load(path, **load_options)  # type: ignore[arg-type]
+    return row.id, SpamModel.load(path, **load_options)
 
 
 def load_configured(
-    session: Session, model_dir: str = "", **load_options: object
+    session: Session, model_dir: str = "", **load_options: Unpack[LoadOptions]
 ) -> tuple[int | None, SpamModel] | None:
     """What the daemon should classify with: ``spam.model_dir`` if set, else the active version.
 
@@ -91,7 +91,7 @@ def load_configured(
     path = Path(model_dir).resolve()
     row = session.scalars(select(ModelVersion).where(ModelVersion.kind == KIND, ModelVersion.path == str(path))
                           ).first()
-    return (row.id if row else None), SpamModel.load(path, **load_options)  # type: ignore[arg-type]
+    return (row.id if row else None), SpamModel.load(path, **load_options)
 
 
 VERDICT_COUNTS_SQL = text("SELECT spam_verdict, count(*) FROM messages WHERE spam_verdict IS NOT NULL GROUP BY 1")

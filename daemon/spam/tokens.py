@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -47,8 +48,8 @@ class TokenSettings:
         return cls(
             word_features=data["word_features"],
             char_features=data["char_features"],
-            word_ngrams=tuple(data["word_ngrams"]),  # type: ignore[arg-type]
-            char_ngrams=tuple(data["char_ngrams"]),  # type: ignore[arg-type]
+            word_ngrams=tuple(data["word_ngrams"]),
+            char_ngrams=tuple(data["char_ngrams"]),
             c=data["c"],
         )
 
@@ -75,10 +76,10 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / norms) @ x)
 
 
-def _idf(counts: sp.csr_matrix) -> np.ndarray:
+def _idf(counts: sp.csr_matrix) -> NDArray[np.float32]:
     df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
     n = counts.shape[0]
-    return (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
+    return np.asarray(np.log((1 + n) / (1 + df)) + 1.0, dtype=np.float32)
 
 
 class TokenModel:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from daemon.cpu import available_cores, onnx_session
 
@@ -95,7 +96,10 @@ class TransformerScorer:
             with warnings.catch_warnings():
                 # torch marks the quantized tensor API as deprecated; it is still its fastest CPU path.
                 warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                # torch leaves quantize_dynamic unannotated
+                model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
         self.model = model
 
     @property
@@ -110,9 +114,11 @@ class TransformerScorer:
         return self._screen is not None
 
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]  # type: ignore[no-any-return]
+        # with a list of texts and no return_tensors, input_ids is one list of token ids per text
+        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return ids
 
-    def _run(self, session: Any, batch_ids: list[list[int]]) -> np.ndarray:
+    def _run(self, session: Any, batch_ids: list[list[int]]) -> NDArray[np.float32]:
         if len(batch_ids) == 1:  # the screen's case: nothing to pad, skip the tokenizer's pad()
             input_ids = np.asarray(batch_ids, dtype=np.int64)
             attention_mask = np.ones_like(input_ids)
@@ -121,15 +127,15 @@ class TransformerScorer:
             input_ids = batch["input_ids"].astype(np.int64)
             attention_mask = batch["attention_mask"].astype(np.int64)
         logits = session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-        return (logits[:, 1] - logits[:, 0]).astype(np.float32)
+        return np.asarray(logits[:, 1] - logits[:, 0], dtype=np.float32)
 
-    def _batch_logits(self, batch_ids: list[list[int]]) -> np.ndarray:
+    def _batch_logits(self, batch_ids: list[list[int]]) -> NDArray[np.float32]:
         if self._session is not None:
             return self._run(self._session, batch_ids)
         batch = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
         with torch.inference_mode():
             out = self.model(**batch).logits.float()
-        return (out[:, 1] - out[:, 0]).numpy()
+        return np.asarray((out[:, 1] - out[:, 0]).numpy(), dtype=np.float32)
 
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """fp32 (or torch-int8 when asked) logits; independent of how texts are batched."""

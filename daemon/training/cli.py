@@ -18,7 +18,7 @@ from daemon.config import Settings
 from daemon.db.session import Database
 
 if TYPE_CHECKING:
-    from daemon.spam.model import SpamModel
+    from daemon.spam.model import LoadOptions, SpamModel
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     from daemon.spam import registry
     from daemon.spam.model import SpamModel
 
-    options = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None,
-               "runtime": settings.spam.runtime}
+    options: LoadOptions = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None,
+                            "runtime": settings.spam.runtime}
     explicit = getattr(args, "model", None)
     if explicit:
-        return SpamModel.load(Path(explicit), **options)  # type: ignore[arg-type]
+        return SpamModel.load(Path(explicit), **options)
     db = Database.open(settings, writable=False)
     try:
         with db.session() as session:
@@ -169,7 +169,7 @@ def status_lines(settings: Settings, db: Database) -> list[str]:
     return lines
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = subparsers.add_parser("train", help="train a model").add_subparsers(dest="train_target", required=True)
     spam = train.add_parser("spam", help="fine-tune a spam model version and register it")
     spam.add_argument("--data", required=True,

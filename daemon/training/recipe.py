@@ -68,7 +68,7 @@ class TrainConfig:
     still sees all of them. Used by the starter model to finish in minutes on 2 cores."""
 
 
-class _Dataset(torch.utils.data.Dataset):
+class _Dataset(torch.utils.data.Dataset[dict[str, Any]]):
     def __init__(self, encodings: dict[str, list[list[int]]], labels: list[int]) -> None:
         self.encodings = encodings
         self.labels = labels
@@ -77,7 +77,7 @@ class _Dataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {k: v[i] for k, v in self.encodings.items()}
+        item: dict[str, list[int] | int] = {k: v[i] for k, v in self.encodings.items()}
         item["labels"] = self.labels[i]
         return item
 
@@ -119,7 +119,10 @@ def fine_tune(train: list[Example], val: list[Example], out_dir: Path, config: T
     weights = torch.tensor(counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32)
 
     class WeightedTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        def compute_loss(
+            self, model: torch.nn.Module, inputs: dict[str, torch.Tensor | Any], return_outputs: bool = False,
+            num_items_in_batch: torch.Tensor | int | None = None,
+        ) -> torch.Tensor | tuple[torch.Tensor, Any]:
             labels = inputs.pop("labels")
             outputs = model(**inputs)
             loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weights.to(outputs.logits.device))

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -108,8 +109,9 @@ def _result_from_dir(path: Path) -> TrainResult:
 
     from daemon.spam.model import Thresholds
 
-    def read(name: str) -> dict:  # type: ignore[type-arg]
-        return json.loads((path / name).read_text())
+    def read(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((path / name).read_text())  # each file holds one JSON object
+        return data
 
     info = read("version.json")
     return TrainResult(path=path, metrics=read("metrics.json"),
