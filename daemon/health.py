@@ -1,6 +1,10 @@
 """/healthz and /metrics on a loopback port, plus the systemd notify protocol.
 
 Both are tiny on purpose: a full web framework is not worth it for two GET endpoints.
+
+What /healthz says is read from where the truth is: a folder counts as connected only while the
+instance that set ``folders.connected`` still heartbeats (a ``kill -9`` leaves the flag true
+behind it), and the backlog is the age of the oldest message that is due and not being worked on.
 """
 
 from __future__ import annotations
@@ -11,12 +15,80 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from sqlalchemy import text
 
+from daemon.db.session import Database
 from daemon.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
+
+DUE_MESSAGES = Gauge(
+    "mailsense_messages_due", "Messages due at a pipeline stage and not being worked on", registry=REGISTRY,
+)
+OLDEST_DUE = Gauge(
+    "mailsense_oldest_due_message_seconds", "How long the oldest due message has been waiting for a worker",
+    registry=REGISTRY,
+)
+
+# The stored flag is believed only while the instance that wrote it beats (and has not stopped).
+FOLDER_STATES_SQL = text(
+    """
+    SELECT a.name AS account, f.name AS folder, f.connected AS flag, f.connected_by,
+           f.last_sync_at, f.last_error, f.last_error_at, i.host, i.stopped_at,
+           CAST(EXTRACT(EPOCH FROM now() - i.heartbeat_at) AS float) AS heartbeat_age_seconds
+      FROM folders f
+      JOIN accounts a ON a.id = f.account_id
+      LEFT JOIN instances i ON i.id = f.connected_by
+     ORDER BY a.name, f.name
+    """
+)
+
+# Served by the partial index ix_messages_claimable: only messages at a pipeline stage are read.
+BACKLOG_SQL = text(
+    """
+    SELECT count(*) FILTER (WHERE lease_until IS NULL OR lease_until < now()) AS due,
+           count(*) FILTER (WHERE lease_until >= now()) AS in_progress,
+           CAST(EXTRACT(EPOCH FROM now() - min(next_attempt_at)
+                FILTER (WHERE lease_until IS NULL OR lease_until < now())) AS float) AS oldest_due_seconds
+      FROM messages
+     WHERE stage NOT IN ('done', 'quarantined', 'parked') AND next_attempt_at <= now()
+    """
+)
+
+
+def folder_states(db: Database, stale_after_seconds: float) -> list[dict[str, object]]:
+    """Every folder row with ``connected`` derived from the holder's heartbeat, JSON-ready."""
+    with db.session() as session:
+        rows = session.execute(FOLDER_STATES_SQL).mappings().all()
+    states = []
+    for r in rows:
+        age = r["heartbeat_age_seconds"]
+        alive = age is not None and age <= stale_after_seconds and r["stopped_at"] is None
+        states.append({
+            "account": r["account"],
+            "folder": r["folder"],
+            "connected": bool(r["flag"]) and alive,
+            "connected_by": r["connected_by"],
+            "connected_by_host": r["host"],
+            "heartbeat_age_seconds": None if age is None else round(age, 1),
+            "last_sync_at": r["last_sync_at"].isoformat() if r["last_sync_at"] else None,
+            "last_error": r["last_error"],
+            "last_error_at": r["last_error_at"].isoformat() if r["last_error_at"] else None,
+        })
+    return states
+
+
+def backlog(db: Database) -> dict[str, object]:
+    """Due messages, those in progress, and the oldest due one's wait; updates the /metrics gauges."""
+    with db.session() as session:
+        row = session.execute(BACKLOG_SQL).one()
+    oldest = None if row.oldest_due_seconds is None else round(row.oldest_due_seconds, 1)
+    DUE_MESSAGES.set(row.due)
+    OLDEST_DUE.set(oldest or 0)
+    return {"due": row.due, "in_progress": row.in_progress, "oldest_due_seconds": oldest}
 
 
 def sd_notify(message: str) -> bool:
@@ -42,6 +114,9 @@ def watchdog_interval() -> float | None:
 
 
 async def serve_health(host: str, port: int, health: Callable[[], dict[str, object]]) -> asyncio.Server:
+    # A thread of its own: workers in long batches may hold every thread of the loop's default pool.
+    executor = ThreadPoolExecutor(1, thread_name_prefix="healthz")
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 5)
@@ -51,9 +126,9 @@ async def serve_health(host: str, port: int, health: Callable[[], dict[str, obje
             if path == "/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
             elif path == "/healthz":
-                state = await asyncio.to_thread(health)
+                state = await asyncio.get_running_loop().run_in_executor(executor, health)
                 status = "200 OK" if state.get("ok") else "503 Service Unavailable"
-                ctype, body = "application/json", json.dumps(state).encode()
+                ctype, body = "application/json", json.dumps(state, default=str).encode()
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
             writer.write(

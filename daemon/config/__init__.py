@@ -79,9 +79,20 @@ class DatabaseSettings(Section):
 
 class PipelineSettings(Section):
     max_attempts: int = Field(5, ge=1, le=100, description="failures before a message is parked (1-100)")
-    lease_seconds: int = Field(300, ge=10, description="how long a claimed message stays claimed (>= 10)")
+    lease_seconds: int = Field(
+        300, ge=10, description="a claim's lease, renewed while the batch runs; a batch may take this long "
+        "per message before its worker counts as stuck (>= 10)"
+    )
     retry_base_seconds: float = Field(5.0, gt=0, description="first retry delay; doubles per attempt")
     poll_seconds: float = Field(1.0, gt=0, description="how often idle workers look for work")
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="how often a daemon records that it lives; after 3 missed beats its leases "
+        "are freed and its folders no longer count as connected"
+    )
+    dependency_wait_seconds: float = Field(
+        30.0, gt=0, description="how long a stage waits when the service it needs (IMAP server, LLM endpoint) "
+        "is unreachable before it tries again; no attempt is counted"
+    )
 
 
 class AccountSettings(Section):

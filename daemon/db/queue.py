@@ -1,15 +1,23 @@
 """The work-queue SQL, kept in one place.
 
 Workers claim messages with ``FOR UPDATE SKIP LOCKED`` and stamp a lease, then commit at once,
-so the (possibly slow) stage runs outside any transaction. A worker that dies leaves a lease
-that simply expires; another worker or daemon picks the message up again. Every write after
-the claim checks ``lease_owner`` so a worker whose lease expired cannot overwrite the newer
-owner's result.
+so the (possibly slow) stage runs outside any transaction. Every write after the claim checks
+``lease_owner`` so a worker whose lease expired cannot overwrite the newer owner's result.
+
+Leases are renewed (``renew``) while the batch runs, so a batch may take longer than
+``lease_seconds`` without another worker taking it over. A worker that dies leaves a lease that
+simply expires, or is released at once when the daemon it belonged to is seen to be gone
+(``release_stale_instance_leases``: owners are ``<instance id>/<worker>``, and instances
+heartbeat in the ``instances`` table).
+
+``claims`` counts the claims at the current stage. A message that kills its worker never has
+a failure recorded, so ``attempts`` alone would let it be claimed forever; counting the claim
+as an attempt parks it after ``max_attempts`` claims without an outcome.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +28,47 @@ if TYPE_CHECKING:
     from sqlalchemy import CursorResult, Result
 
 TERMINAL_STAGES = ("done", "quarantined", "parked")
+
+# The stages with due, unleased messages, oldest first: the worker claims one stage at a time,
+# sized by that stage's own batch_size. Served by the partial index ix_messages_claimable.
+DUE_STAGES_SQL = text(
+    """
+    SELECT stage
+      FROM messages
+     WHERE stage = ANY(:stages)
+       AND next_attempt_at <= now()
+       AND (lease_until IS NULL OR lease_until < now())
+     GROUP BY stage
+     ORDER BY min(next_attempt_at)
+    """
+)
+
+# A message claimed max_attempts times at this stage without finishing is parked instead of being
+# handed to a worker once more: the claims that recorded no failure ended with the worker dying.
+PARK_WORN_SQL = text(
+    """
+    WITH worn AS (
+        SELECT id
+          FROM messages
+         WHERE stage = ANY(:stages)
+           AND next_attempt_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+           AND claims >= :max_claims
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE messages AS m
+       SET parked_stage = m.stage,
+           stage = 'parked',
+           last_error = 'claimed ' || m.claims || ' times without finishing: '
+                        || CASE WHEN m.attempts = 0 THEN 'the worker died each time'
+                                ELSE 'the worker died ' || (m.claims - m.attempts) || ' of those times; last error: '
+                                     || COALESCE(m.last_error, 'none') END,
+           lease_owner = NULL, lease_until = NULL, updated_at = now()
+      FROM worn
+     WHERE m.id = worn.id
+    RETURNING m.id, m.parked_stage AS stage, m.claims
+    """
+)
 
 CLAIM_SQL = text(
     """
@@ -35,17 +84,36 @@ CLAIM_SQL = text(
     )
     UPDATE messages AS m
        SET lease_owner = :owner,
-           lease_until = now() + make_interval(secs => :lease_seconds)
+           lease_until = now() + make_interval(secs => :lease_seconds),
+           claims = m.claims + 1
       FROM claimable
      WHERE m.id = claimable.id
     RETURNING m.id, m.stage
     """
 )
 
+RENEW_SQL = text(
+    """
+    UPDATE messages
+       SET lease_until = now() + make_interval(secs => :lease_seconds)
+     WHERE id = ANY(:ids) AND lease_owner = :owner
+    """
+)
+
+# The message was not at fault (its stage's service is down, the daemon is stopping): the claim is
+# taken back, so it does not count toward parking.
+RELEASE_SQL = text(
+    """
+    UPDATE messages
+       SET lease_owner = NULL, lease_until = NULL, claims = GREATEST(claims - 1, 0)
+     WHERE id = ANY(:ids) AND lease_owner = :owner
+    """
+)
+
 ADVANCE_SQL = text(
     """
     UPDATE messages
-       SET stage = :to_stage, attempts = 0, last_error = NULL,
+       SET stage = :to_stage, attempts = 0, claims = 0, last_error = NULL,
            lease_owner = NULL, lease_until = NULL, next_attempt_at = now(), updated_at = now()
      WHERE id = :id AND lease_owner = :owner AND stage = :from_stage
     """
@@ -78,7 +146,7 @@ FAIL_SQL = text(
 REQUEUE_SQL = text(
     """
     UPDATE messages
-       SET stage = parked_stage, attempts = 0, last_error = NULL, quarantine_reason = NULL,
+       SET stage = parked_stage, attempts = 0, claims = 0, last_error = NULL, quarantine_reason = NULL,
            next_attempt_at = now(), updated_at = now()
      WHERE stage IN ('parked', 'quarantined') AND parked_stage IS NOT NULL
        AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(:ids))
@@ -92,9 +160,38 @@ class Claimed:
     stage: str
 
 
-def claim(session: Session, stages: Sequence[str], owner: str, limit: int, lease_seconds: int) -> list[Claimed]:
-    """Claim up to ``limit`` due messages waiting at any of ``stages``; commits."""
+@dataclass(frozen=True)
+class Parked:
+    id: int
+    stage: str
+    claims: int
+
+
+def due_stages(session: Session, stages: Sequence[str]) -> list[str]:
+    """Which of ``stages`` have due, unleased messages, the stage of the oldest first."""
     with session.begin():
+        return list(session.execute(DUE_STAGES_SQL, {"stages": list(stages)}).scalars())
+
+
+def claim(
+    session: Session,
+    stages: Sequence[str],
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    max_claims: int | None = None,
+    parked: list[Parked] | None = None,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due messages waiting at any of ``stages``; commits.
+
+    With ``max_claims``, due messages already claimed that often at their stage are parked in
+    the same transaction instead (appended to ``parked`` when given).
+    """
+    with session.begin():
+        if max_claims is not None:
+            worn = session.execute(PARK_WORN_SQL, {"stages": list(stages), "max_claims": max_claims}).all()
+            if parked is not None:
+                parked.extend(Parked(id=r.id, stage=r.stage, claims=r.claims) for r in worn)
         rows = session.execute(
             CLAIM_SQL,
             {"stages": list(stages), "owner": owner, "limit": limit, "lease_seconds": lease_seconds},
@@ -105,6 +202,20 @@ def claim(session: Session, stages: Sequence[str], owner: str, limit: int, lease
 def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
     # Session.execute is typed as returning a Result; for an UPDATE it is a CursorResult, which has rowcount.
     return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
+def renew(session: Session, message_ids: Sequence[int], owner: str, lease_seconds: float) -> int:
+    """Extend the leases ``owner`` still holds on ``message_ids``; commits; returns how many it holds."""
+    with session.begin():
+        return _rowcount(session.execute(
+            RENEW_SQL, {"ids": list(message_ids), "owner": owner, "lease_seconds": lease_seconds}
+        ))
+
+
+def release(session: Session, message_ids: Sequence[int], owner: str) -> int:
+    """Give back leases without an outcome and without the claim counting; commits."""
+    with session.begin():
+        return _rowcount(session.execute(RELEASE_SQL, {"ids": list(message_ids), "owner": owner}))
 
 
 def advance(session: Session, message_id: int, owner: str, from_stage: str, to_stage: str) -> bool:
@@ -142,26 +253,63 @@ def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
         return _rowcount(session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}))
 
 
-LOCAL_OWNERS_SQL = text(
+# -- daemon instances ---------------------------------------------------------------------------
+# Host name and pid do not tell daemons apart (two containers may both be mail-1, pid 7), so each
+# daemon start registers a random id and keeps its heartbeat_at moving; lease owners start with it.
+
+# An upsert: it also puts the row back if it was cleaned away while this daemon was paused (a suspended VM).
+HEARTBEAT_SQL = text(
     """
-    SELECT DISTINCT lease_owner FROM messages
-     WHERE lease_owner LIKE :prefix AND lease_until > now()
+    INSERT INTO instances (id, host, pid) VALUES (:id, :host, :pid)
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL
     """
 )
 
-RELEASE_OWNER_SQL = text("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner")
+STOP_INSTANCE_SQL = text("UPDATE instances SET stopped_at = now(), heartbeat_at = now() WHERE id = :id")
 
-
-def release_dead_local_leases(session: Session, hostname: str, is_alive: Callable[[int], bool]) -> int:
-    """Free leases held by workers of daemons on this host that no longer run (after a crash or kill -9).
-
-    Leases of other hosts are left to expire: we cannot tell whether those daemons are alive.
+# Leases only exist on messages at a pipeline stage, which the partial index ix_messages_claimable
+# covers, so this stays cheap however many messages are done. The claim is not taken back: the
+# holder died with the message in hand, which is what counting claims is for.
+RELEASE_STALE_SQL = text(
     """
-    released = 0
+    UPDATE messages AS m
+       SET lease_owner = NULL, lease_until = NULL
+      FROM instances AS i
+     WHERE m.stage NOT IN ('done', 'quarantined', 'parked')
+       AND m.lease_owner IS NOT NULL AND m.lease_until > now()
+       AND split_part(m.lease_owner, '/', 1) = i.id
+       AND (i.stopped_at IS NOT NULL OR i.heartbeat_at < now() - make_interval(secs => :stale))
+    """
+)
+
+FORGET_INSTANCES_SQL = text(
+    "DELETE FROM instances WHERE heartbeat_at < now() - make_interval(days => :days)"
+)
+
+
+def register_instance(session: Session, instance_id: str, host: str, pid: int) -> None:
+    """Record a daemon start (host and pid for people; the id is what counts); commits."""
     with session.begin():
-        owners = session.execute(LOCAL_OWNERS_SQL, {"prefix": f"{hostname}:%"}).scalars().all()
-        for owner in owners:
-            pid_text = owner[len(hostname) + 1 :].split("/", 1)[0]
-            if pid_text.isdigit() and not is_alive(int(pid_text)):
-                released += _rowcount(session.execute(RELEASE_OWNER_SQL, {"owner": owner}))
-    return released
+        session.execute(HEARTBEAT_SQL, {"id": instance_id, "host": host, "pid": pid})
+        session.execute(FORGET_INSTANCES_SQL, {"days": 30})
+
+
+def heartbeat(session: Session, instance_id: str, host: str, pid: int) -> None:
+    """This daemon is alive; commits."""
+    with session.begin():
+        session.execute(HEARTBEAT_SQL, {"id": instance_id, "host": host, "pid": pid})
+
+
+def stop_instance(session: Session, instance_id: str) -> None:
+    """A clean stop: leases this daemon still holds (abandoned batches) may be taken at once; commits."""
+    with session.begin():
+        session.execute(STOP_INSTANCE_SQL, {"id": instance_id})
+
+
+def release_stale_instance_leases(session: Session, stale_after_seconds: float) -> int:
+    """Free the leases of daemons that stopped or whose heartbeat is older than ``stale_after_seconds``.
+
+    Owners that name no known instance (tests, older daemons) are left to run out by themselves.
+    """
+    with session.begin():
+        return _rowcount(session.execute(RELEASE_STALE_SQL, {"stale": stale_after_seconds}))

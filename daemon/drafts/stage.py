@@ -35,7 +35,7 @@ from daemon.drafts.tables import REWRITABLE, Draft, DraftSkip
 from daemon.errors import describe_error
 from daemon.kb.query import build_query
 from daemon.kb.search import SearchHit, search, search_params
-from daemon.pipeline.stage import Outcome
+from daemon.pipeline.stage import DependencyDown, Outcome
 
 if TYPE_CHECKING:
     from daemon.config import AccountSettings, Settings
@@ -147,10 +147,35 @@ class DraftStage:
             except Exception as exc:  # BackendError (endpoint down) and database hiccups alike: retry later
                 if session.in_transaction():
                     session.rollback()
+                down = self._endpoint_down() if isinstance(exc, BackendError) else None
+                if down:  # no message is at fault: the stage waits, no attempt counted; finished ones are kept
+                    raise DependencyDown(down, outcomes) from exc
                 level = logging.WARNING if isinstance(exc, BackendError) else logging.ERROR
                 log.log(level, "message %d: draft failed: %s", message.id, describe_error(exc))
                 outcomes[message.id] = Outcome.retry(describe_error(exc))
         return outcomes
+
+    def _endpoint_down(self) -> str | None:
+        """Why the openai backend's endpoint cannot be reached at all, or None when it answers.
+
+        A failed request alone does not tell an outage from a request that this message made fail
+        (a prompt the server chokes on); a second, trivial request does: ``GET .../models`` with a
+        short timeout. Any HTTP answer, even an error status, means the server is there and the
+        failure counts against the message; a refused or timed-out connection means it is not.
+        """
+        if self.settings.drafts.backend != "openai":
+            return None
+        import httpx
+
+        endpoint = self.settings.drafts.openai
+        url = httpx.URL(endpoint.base_url)
+        where = f"{url.host}:{url.port}" if url.port else url.host
+        try:
+            httpx.get(endpoint.base_url.rstrip("/") + "/models", timeout=min(5.0, endpoint.timeout_seconds))
+        except httpx.TransportError as exc:
+            return f"LLM endpoint {where} unreachable ({type(exc).__name__})"
+        return None
+
 
     def _name(self, session: Session, table: type[Account] | type[Folder], row_id: int | None) -> str | None:
         if row_id is None:

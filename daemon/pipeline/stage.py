@@ -11,6 +11,7 @@ moves, drafts) therefore record what they did in their own table, keyed by messa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -29,10 +30,18 @@ OutcomeKind = Literal["next", "finish", "quarantine", "retry"]
 class DependencyDown(Exception):
     """Raised by ``process`` when a service the stage needs (IMAP server, LLM endpoint) is unreachable.
 
-    The messages are not at fault: they stay at the stage without an attempt counted, and the
-    stage waits (``waiting_reason``) until the service answers again, instead of parking mail
-    because of an outage.
+    The messages are not at fault: they stay at the stage without an attempt or a claim counted,
+    their leases are released, and the stage waits (its waiting reason reads "<message> since
+    HH:MM") for ``pipeline.dependency_wait_seconds`` before it tries again, instead of parking mail
+    because of an outage. Word the message for the admin: "IMAP server imap.example.com unreachable".
+
+    ``outcomes`` may carry the results of messages the batch finished before the service went
+    away, so their work is recorded rather than redone.
     """
+
+    def __init__(self, message: str, outcomes: Mapping[int, Outcome] | None = None) -> None:
+        super().__init__(message)
+        self.outcomes: dict[int, Outcome] = dict(outcomes or {})
 
 
 @dataclass(frozen=True)
