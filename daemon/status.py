@@ -1,7 +1,12 @@
-"""``mailsense status``: what a person checks first when mail seems stuck."""
+"""``mailsense status``: what a person checks first when mail seems stuck.
+
+Per folder it also says where ingestion started (``[accounts] start_from``, recorded on the first
+connect): "why was my old mail not processed?" is answered here, not in the source.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from sqlalchemy import text
@@ -10,7 +15,8 @@ from sqlalchemy.orm import Session
 FOLDERS_SQL = text(
     """
     SELECT a.name AS account, f.name AS folder, f.connected, f.connected_by, f.uidvalidity, f.last_uid,
-           f.highest_modseq, f.last_sync_at, f.last_error, f.last_error_at
+           f.highest_modseq, f.last_sync_at, f.last_error, f.last_error_at,
+           f.start_uid, f.start_from, f.started_at
       FROM folders f JOIN accounts a ON a.id = f.account_id
      ORDER BY a.name, f.name
     """
@@ -60,6 +66,7 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
         lines.append(f"{key[0]} / {key[1]}: {state}, UIDVALIDITY {row['uidvalidity']}, last UID {row['last_uid']}"
                      + (f", HIGHESTMODSEQ {row['highest_modseq']}" if row["highest_modseq"] else "")
                      + (f", last sync {row['last_sync_at']:%Y-%m-%d %H:%M:%S}" if row["last_sync_at"] else ""))
+        lines.append(f"    {describe_start(row)}")
         lines.append(f"    messages: {_fmt_counts(counts.get(key, {}))}")
         if row["last_error"]:
             lines.append(f"    last error ({row['last_error_at']:%Y-%m-%d %H:%M:%S}): {row['last_error']}")
@@ -81,6 +88,23 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
             lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
     lines.extend(extra_lines)
     return "\n".join(lines)
+
+
+def describe_start(row: dict[str, object]) -> str:
+    """The folder's start point for a person, e.g. ``start: new mail only, from UID 1234 on 2026-12-02 08:10``.
+
+    ``start_uid`` is the last UID that was already there, so the first UID taken is one more.
+    """
+    recorded, uid, at = row.get("start_from"), row.get("start_uid"), row.get("started_at")
+    if not recorded:
+        return "start: not chosen yet (on the first connect, from [accounts] start_from)"
+    when = f" on {at:%Y-%m-%d %H:%M}" if isinstance(at, datetime) else ""
+    first = (uid if isinstance(uid, int) else 0) + 1
+    if recorded == "new mail only":
+        return f"start: new mail only, from UID {first}{when}"
+    if str(recorded).startswith("since "):
+        return f"start: mail {recorded} and new mail from UID {first}{when}"
+    return f"start: {recorded}{when}"
 
 
 def _fmt_counts(by_stage: dict[str, int]) -> str:

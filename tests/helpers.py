@@ -42,6 +42,9 @@ def write_config(state_dir: Path, db_url: str, dovecot: Any, user: str, **overri
         "folders": ["INBOX"],
         "poll_seconds": 1,
         "timeout_seconds": 10,
+        # The suite appends mail right after (or before) the daemon starts and expects all of it:
+        # take everything, not only mail after the first connect (the default; tests/test_start_point.py).
+        "start_from": "all",
     }
     sections: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(state_dir), "workers": 2, "shutdown_timeout": 10},
@@ -156,3 +159,11 @@ def metric(port: int, series: str) -> float | None:
             if line.startswith(series + " "):
                 return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def imap_errors(port: int, kind: str, account: str = "test") -> float:
+    """How often the daemon's folder watchers have failed with ``kind`` (0 until /metrics answers)."""
+    try:
+        return metric(port, f'mailsense_imap_errors_total{{account="{account}",kind="{kind}"}}') or 0.0
+    except OSError:  # the health server is not listening yet
+        return 0.0

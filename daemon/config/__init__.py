@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from daemon.config.base import Section
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
+from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
 from daemon.config.spam import AccountSpamSettings, SpamSettings
 
 ENV_PREFIX = "MAILSENSE_"
@@ -113,8 +114,16 @@ class AccountSettings(Section):
     idle_renew_seconds: float = Field(540.0, gt=0, le=1740, description="re-issue IDLE after this long (<= 1740)")
     timeout_seconds: float = Field(60.0, gt=0, description="socket timeout for every IMAP command")
     fetch_batch: int = Field(25, ge=1, le=1000, description="messages fetched per round trip (1-1000)")
+    # Where ingestion starts on a folder's first connect, so that years of existing mail are not
+    # classified, filed and drafted for; recorded per folder, never re-applied (daemon/ingest/imap.py).
+    start_from: str = Field("new", description=START_FORMS)
     spam: AccountSpamSettings = Field(default_factory=AccountSpamSettings)
     drafts: AccountDraftSettings = Field(default_factory=AccountDraftSettings)
+
+    @field_validator("start_from")
+    @classmethod
+    def _start_from(cls, value: str) -> str:
+        return normalize_start_from(value)
 
     @model_validator(mode="after")
     def _password_source(self) -> AccountSettings:
@@ -124,6 +133,11 @@ class AccountSettings(Section):
                 "the password itself never goes into the TOML file"
             )
         return self
+
+    @property
+    def start_window_days(self) -> int | None:
+        """Days of existing mail taken on the first connect (``"7d"`` → 7); None for "new" and "all"."""
+        return parse_days(self.start_from)
 
     @property
     def effective_port(self) -> int:

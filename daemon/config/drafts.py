@@ -5,11 +5,13 @@ extractive backend and the bundled embedding model; the other backends need thei
 sub-section (``[drafts.openai]``, ``[drafts.local]``).
 """
 
+from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from daemon.config.base import Section
+from daemon.config.periods import MAX_AGE_FORMS, normalize_max_age, parse_days
 
 
 class OpenAIBackendSettings(Section):
@@ -67,8 +69,22 @@ class DraftSettings(Section):
         "(a leak check still drops drafts that repeat them); the extractive backend never uses them",
     )
     batch_size: int = Field(8, ge=1, le=256, description="messages drafted per claim (1-256)")
+    # A reply to a question asked weeks ago helps nobody, and a mailbox taken over with its history
+    # (see [accounts] start_from) must not fill the review queue with old questions.
+    max_age: str = Field("7d", description=MAX_AGE_FORMS)
     openai: OpenAIBackendSettings = Field(default_factory=OpenAIBackendSettings)
     local: LocalBackendSettings = Field(default_factory=LocalBackendSettings)
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age(cls, value: str) -> str:
+        return normalize_max_age(value)
+
+    @property
+    def max_age_delta(self) -> timedelta | None:
+        """``max_age`` as a duration; None when it is "off"."""
+        days = parse_days(self.max_age)
+        return None if days is None else timedelta(days=days)
 
 
 class AccountDraftSettings(Section):

@@ -4,7 +4,8 @@ A reply drafted for a newsletter, a bounce or an auto-reply wastes a reviewer's 
 and starts a mail loop at worst, so anything that looks automated is skipped. The checks
 follow the standards machines use to say so (RFC 3834 Auto-Submitted, RFC 2369/2919 list
 headers, RFC 3464 delivery reports, the de-facto ``Precedence``) plus the sender names that
-never read replies.
+never read replies. Old mail gets none either (``Rules.max_age``): a reply weeks late helps nobody,
+and a mailbox taken over with its history must not fill the review queue with old questions.
 
 Pure functions over ``MailFacts`` (what the parse stage stored), so every rule is a unit test.
 A ``Skip`` has a stable ``rule`` (one of ``SKIP_RULES``, counted by ``mailsense status``) and a
@@ -14,9 +15,11 @@ and stored in ``draft_skips``.
 
 from __future__ import annotations
 
+import email.utils
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 # Local parts of senders that do not read replies.
 _NO_REPLY_LOCAL = re.compile(
@@ -41,6 +44,7 @@ SKIP_RULES = (
     "folder",  # not in a folder configured for drafts
     "recipient",  # not addressed to a configured recipient
     "account_off",  # drafts are switched off for the account (decided by the stage)
+    "too_old",  # older than [drafts] max_age
 )
 
 
@@ -61,6 +65,8 @@ class MailFacts:
     headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     folder: str | None = None
     spam_verdict: str | None = None
+    sent_at: datetime | None = None  # the Date header, as the parse stage read it
+    received_at: datetime | None = None  # when Mailsense stored the message
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -79,30 +85,40 @@ _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.UNICODE)
 
 @dataclass(frozen=True)
 class Rules:
-    """Per-account drafting rules; empty ``recipients``/``folders`` mean no restriction."""
+    """Per-account drafting rules; empty ``recipients``/``folders`` mean no restriction, no ``max_age`` no limit."""
 
     own_addresses: frozenset[str] = frozenset()
     recipients: frozenset[str] = frozenset()
     folders: frozenset[str] = frozenset()
+    max_age: timedelta | None = None
 
     @classmethod
     def build(
-        cls, own: Iterable[str] = (), recipients: Iterable[str] = (), folders: Iterable[str] = ()
+        cls,
+        own: Iterable[str] = (),
+        recipients: Iterable[str] = (),
+        folders: Iterable[str] = (),
+        max_age: timedelta | None = None,
     ) -> Rules:
         return cls(
             frozenset(a.strip().lower() for a in own if a.strip()),
             frozenset(a.strip().lower() for a in recipients if a.strip()),
             frozenset(folders),
+            max_age,
         )
 
 
-def skip(mail: MailFacts, rules: Rules) -> Skip | None:
-    """Why ``mail`` gets no draft, or None when it should get one."""
+def skip(mail: MailFacts, rules: Rules, now: datetime | None = None) -> Skip | None:
+    """Why ``mail`` gets no draft, or None when it should get one.
+
+    The age is checked last, so a message that is also a list mail or spam keeps that rule (the
+    more telling reason). ``now`` is the clock the age is measured against (tests pass one).
+    """
     for check in (_verdict, _sender, _bounce, _automated, _bulk, _scope):
         found = check(mail, rules)
         if found:
             return found
-    return None
+    return _age(mail, rules, now or datetime.now(UTC))
 
 
 def skip_reason(mail: MailFacts, rules: Rules) -> str | None:
@@ -164,3 +180,49 @@ def _scope(mail: MailFacts, rules: Rules) -> Skip | None:
     if rules.recipients and not (mail.recipients() & rules.recipients):
         return Skip("recipient", "not addressed to a drafted address")
     return None
+
+
+def written_at(mail: MailFacts) -> tuple[datetime, str] | None:
+    """When the mail was written, and what says so: the Date header, else the newest Received header
+    (the receiving server's clock, set when it arrived), else when Mailsense stored it.
+
+    The Date header comes first because the time of storing is the first connect for mail that
+    was already in the mailbox (``[accounts] start_from``), which would make old mail look new.
+    """
+    if mail.sent_at is not None:
+        return _aware(mail.sent_at), "its Date header"
+    for value in mail.headers.get("received", ()):
+        try:
+            parsed = email.utils.parsedate_to_datetime(value.rsplit(";", 1)[-1].strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if parsed is not None:
+            return _aware(parsed), "its Received header"
+    if mail.received_at is not None:
+        return _aware(mail.received_at), "when it was received"
+    return None
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def _age(mail: MailFacts, rules: Rules, now: datetime) -> Skip | None:
+    if rules.max_age is None:
+        return None
+    found = written_at(mail)
+    if found is None:
+        return None  # nothing says it is old
+    when, source = found
+    age = now - when
+    if age <= rules.max_age:
+        return None  # includes mail dated in the future: a wrong clock is no reason to ignore a person
+    return Skip(
+        "too_old",
+        f"too old for a draft: {_days(age.days)} old by {source} ({when.astimezone(UTC):%Y-%m-%d}), "
+        f"max_age {_days(rules.max_age.days)}",
+    )

@@ -66,14 +66,15 @@ def make_backend(settings: DraftSettings, embedder: Embedder) -> Backend:
 
 
 def account_rules(settings: Settings, account: AccountSettings | None) -> Rules:
-    """Own addresses (global, the account's, its login when it is an address) and the account's scope."""
+    """Own addresses (global, the account's, its login when it is an address), the account's scope, max_age."""
     own = list(settings.drafts.own_addresses)
+    max_age = settings.drafts.max_age_delta
     if account is None:
-        return Rules.build(own)
+        return Rules.build(own, max_age=max_age)
     own += account.drafts.own_addresses
     if "@" in account.user:
         own.append(account.user)
-    return Rules.build(own, account.drafts.recipients, account.drafts.folders)
+    return Rules.build(own, account.drafts.recipients, account.drafts.folders, max_age=max_age)
 
 
 class DraftStage:
@@ -176,7 +177,6 @@ class DraftStage:
             return f"LLM endpoint {where} unreachable ({type(exc).__name__})"
         return None
 
-
     def _name(self, session: Session, table: type[Account] | type[Folder], row_id: int | None) -> str | None:
         if row_id is None:
             return None
@@ -207,6 +207,8 @@ class DraftStage:
             headers=message.headers or {},
             folder=folder_name,
             spam_verdict=message.spam_verdict,
+            sent_at=message.sent_at,
+            received_at=message.received_at,
         )
         skipped = skip(facts, self._rules.get(account_name or "", self._default_rules))
         if skipped:

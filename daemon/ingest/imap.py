@@ -5,20 +5,28 @@ every (re)connect, every IDLE wake-up and every IDLE renewal: ``UID SEARCH UID l
 then ``BODY.PEEK[]`` (the mailbox is never modified by ingestion; the folder is EXAMINEd).
 Each message is committed together with the checkpoint, so a crash re-fetches at most the
 messages that were not yet committed, and the unique keys make the re-fetch harmless.
+
+Where a folder starts (``[accounts] start_from``) is decided once, on its first connect, and
+recorded in ``folders.start_uid``/``start_from``/``started_at``; see ``FolderWatcher.catch_up``.
+Pointing Mailsense at a mailbox with years of mail must not classify, file and draft all of it.
 """
 
 from __future__ import annotations
 
 import imaplib
 import logging
+import re
 import select
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from imap_tools import BaseMailBox
 from sqlalchemy import func, update
+from sqlalchemy.orm import Session
 
 from daemon.config import AccountSettings
 from daemon.db.session import Database
@@ -26,7 +34,7 @@ from daemon.db.tables import Folder
 from daemon.errors import describe_error
 from daemon.imap import connection
 from daemon.ingest.backoff import Backoff, OutageLog
-from daemon.ingest.store import Stored, ensure_folder, store_imap_message
+from daemon.ingest.store import Stored, advance_checkpoint, ensure_folder, store_imap_message
 from daemon.metrics import IMAP_CONNECTED, IMAP_ERRORS, MESSAGES_STORED
 from daemon.pipeline.stage import FIRST_STAGE
 
@@ -34,9 +42,98 @@ log = logging.getLogger(__name__)
 
 _ACTIVITY = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")
 
+# How a folder's start point is recorded in folders.start_from: for a person (``mailsense status``)
+# and read back by StartPoint.of, so a reconnect never needs the configuration to know it.
+START_NEW = "new mail only"
+START_ALL = "all mail"
+START_BEFORE_RECORDING = "all mail (ingested before start points were recorded)"
+_START_SINCE = re.compile(r"^since (\d{4})-(\d{2})-(\d{2})")
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_UIDNEXT = re.compile(rb"UIDNEXT (\d+)")
+_FETCH_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE " ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([-+])(\d\d)(\d\d)"')
+
 
 class ServerSaidBye(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """A folder's recorded start point, as the catch-up applies it.
+
+    UIDs above ``uid`` are always ingested. At or below it lies mail that was in the folder before
+    Mailsense; of that, only what ``since`` admits (``UID SEARCH SINCE``, INTERNALDATE by date) is
+    looked at, and of that, with ``not_before``, only known messages and those that arrived at or
+    after that instant are stored. Neither set: everything (``"all"``).
+    """
+
+    uid: int
+    since: date | None = None
+    not_before: datetime | None = None
+
+    @property
+    def filters(self) -> bool:
+        return self.since is not None
+
+    @classmethod
+    def of(cls, folder: Folder) -> StartPoint:
+        uid = folder.start_uid or 0
+        recorded = folder.start_from or ""
+        if match := _START_SINCE.match(recorded):
+            return cls(uid, since=date(*map(int, match.groups())))
+        if recorded == START_NEW and folder.started_at is not None:
+            # Only reached after a UIDVALIDITY reset (on the first connect last_uid == start_uid). The
+            # day before is searched so that no server time zone hides mail from the start day; the
+            # exact instant then decides which unknown messages count as new.
+            return cls(uid, since=(folder.started_at - timedelta(days=1)).date(), not_before=folder.started_at)
+        return cls(uid)
+
+
+def imap_date(day: date) -> str:
+    """A date as IMAP SEARCH wants it (``2-Dec-2026``), whatever the locale."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+
+
+def uid_next(mailbox: BaseMailBox, folder: str) -> int:
+    """The folder's UIDNEXT: every message there now has a smaller UID, every later arrival a larger one."""
+    typ, data = mailbox.client.status(connection.encode_folder(folder), "(UIDNEXT)")
+    match = _UIDNEXT.search(data[0] or b"") if typ == "OK" and data and isinstance(data[0], bytes) else None
+    if match is None:
+        raise imaplib.IMAP4.error(f"STATUS (UIDNEXT) failed for folder {folder!r}: {typ} {data!r}"[:300])
+    return int(match.group(1))
+
+
+def search_since(mailbox: BaseMailBox, since: date, first: int, last: int) -> set[int]:
+    """UIDs in ``first..last`` whose INTERNALDATE falls on ``since`` or later (by date, as IMAP compares)."""
+    typ, data = mailbox.client.uid("SEARCH", f"UID {first}:{last} SINCE {imap_date(since)}")
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"UID SEARCH SINCE failed: {typ}")
+    return {u for u in map(int, (data[0] or b"").split()) if first <= u <= last}
+
+
+def internal_dates(mailbox: BaseMailBox, uids: list[int]) -> dict[int, datetime]:
+    """INTERNALDATE (when the server received the message) by UID."""
+    if not uids:
+        return {}
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE)")
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"UID FETCH INTERNALDATE failed: {typ}")
+    found: dict[int, datetime] = {}
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid, when = _FETCH_UID.search(line), _INTERNALDATE.search(line)
+        if uid and when:
+            day, month, year, hh, mm, ss, sign, zh, zm = (g.decode("ascii") for g in when.groups())
+            offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == "-" else 1)
+            found[int(uid.group(1))] = datetime(
+                int(year), _MONTHS.index(month.title()) + 1, int(day), int(hh), int(mm), int(ss),
+                tzinfo=timezone(offset),
+            )
+    return found
 
 
 def _mail_announced(mailbox: BaseMailBox) -> bool:
@@ -72,6 +169,7 @@ class FolderWatcher:
         self.outage = OutageLog(log, self.what)
         self.backoff = Backoff(base=1.0, cap=300.0)
         self.folder_id: int | None = None
+        self._start_noted = False
 
     # -- the outer loop: connect, work, back off -------------------------------------------
     def run(self) -> None:
@@ -187,44 +285,147 @@ class FolderWatcher:
 
     # -- the source of truth ---------------------------------------------------------------------
     def catch_up(self, mailbox: BaseMailBox) -> int:
-        """Store every message above the checkpoint; return how many were new."""
+        """Store every message above the checkpoint; return how many were new.
+
+        The first connect to a folder records its start point (``_record_start``) in the same
+        transaction that sets its UIDVALIDITY; after that the start point is only read, never
+        chosen again: a reconnect, a restart or a changed ``start_from`` catches up from
+        ``last_uid`` exactly as before.
+
+        Mail at or below ``start_uid`` was there before Mailsense. Under ``"new"`` the checkpoint
+        simply starts at ``start_uid``. Under a window it starts at 0 and, while it is below
+        ``start_uid``, only the UIDs ``UID SEARCH SINCE <recorded date>`` returns are fetched
+        (old mail copied in with a high UID stays out too); once they are stored the checkpoint
+        jumps to ``start_uid``. A crash half-way resumes with the same search, because the date
+        is read back from ``start_from``, not recomputed from today.
+
+        A UIDVALIDITY change makes every UID meaningless, so the folder is rescanned from UID 1
+        and known messages are matched by content (Message-ID included) and relocated, not
+        processed again, as without a start point. Applying the window to today's date then
+        would be wrong (it would pull in mail that was left out or drop mail that arrived
+        since), and rescanning without a filter would store every pre-start message as new. So
+        the recorded start point is re-based instead: ``start_uid`` becomes the new UIDNEXT-1
+        and, at or below it, only mail the recorded start admits is looked at: the same SINCE
+        date for a window; for ``"new"``, known messages plus mail that arrived at or after
+        ``started_at`` (its INTERNALDATE), i.e. mail that came in while we were not looking.
+        An old message a person moved into the folder after the start and that was never
+        stored is the one case this cannot tell from pre-start mail; it is left out.
+        """
         uidvalidity, modseq = self._folder_status(mailbox)
         with self.db.session() as session, session.begin():
-            folder = ensure_folder(session, self.account.name, self.folder_name)
+            folder = self._locked_folder(session)
+            if folder.start_from is None:
+                self._record_start(mailbox, folder)
+            else:
+                self._note_changed_setting(folder)
             if folder.uidvalidity is not None and folder.uidvalidity != uidvalidity:
                 log.warning(
                     "%s: UIDVALIDITY changed from %s to %s; rescanning (known messages are matched, "
-                    "not processed again)", self.what, folder.uidvalidity, uidvalidity,
+                    "not processed again; start point: %s)", self.what, folder.uidvalidity, uidvalidity,
+                    folder.start_from,
                 )
                 folder.last_uid = 0
+                if StartPoint.of(folder).filters:
+                    folder.start_uid = uid_next(mailbox, self.folder_name) - 1
             folder.uidvalidity = uidvalidity
             if modseq is not None:
                 folder.highest_modseq = modseq
             last_uid = folder.last_uid
+            start = StartPoint.of(folder)
         uids = connection.search_uids_above(mailbox, last_uid)
-        new = 0
-        for start in range(0, len(uids), self.account.fetch_batch):
+        check_dates: set[int] = set()
+        left_out = 0  # mail from before the start point: not fetched, or (not_before) fetched and not stored
+        windowed = start.filters and last_uid < start.uid
+        if windowed:
+            assert start.since is not None
+            admitted = search_since(mailbox, start.since, last_uid + 1, start.uid)
+            left_out = len(uids)
+            uids = [u for u in uids if u > start.uid or u in admitted]
+            left_out -= len(uids)
+            if start.not_before is not None:
+                check_dates = admitted
+        new = skipped = 0
+        complete = True
+        for first in range(0, len(uids), self.account.fetch_batch):
             if self.stop.is_set():
+                complete = False
                 break
-            chunk = uids[start : start + self.account.fetch_batch]
+            chunk = uids[first : first + self.account.fetch_batch]
             fetched = connection.fetch_raw(mailbox, chunk)
+            dates = internal_dates(mailbox, [u for u in chunk if u in check_dates])
             for uid in chunk:
                 raw = fetched.get(uid)
                 if raw is None:  # expunged between SEARCH and FETCH
                     continue
-                result = self._store(folder, uidvalidity, uid, raw)
+                insert = uid not in check_dates or (
+                    uid in dates and start.not_before is not None and dates[uid] >= start.not_before
+                )
+                result = self._store(folder, uidvalidity, uid, raw, insert)
                 MESSAGES_STORED.labels(self.account.name, "imap", result.value).inc()
                 if result is Stored.inserted:
                     new += 1
+                elif result is Stored.skipped:
+                    skipped += 1
             if new:
                 self.on_stored()
-        if uids:
-            log.info("%s: %d new message(s) stored, %d already known", self.what, new, len(uids) - new)
+        if windowed and complete:
+            with self.db.session() as session:
+                advance_checkpoint(session, folder.id, start.uid)
+        left_out += skipped
+        if uids or left_out:
+            log.info("%s: %d new message(s) stored, %d already known%s", self.what, new, len(uids) - new - skipped,
+                     f", {left_out} from before the start point left out" if left_out else "")
         return new
 
-    def _store(self, folder: Folder, uidvalidity: int, uid: int, raw: bytes) -> Stored:
+    def _locked_folder(self, session: Session) -> Folder:
+        """The folder row, locked: two daemons connecting at once must not both choose a start point."""
+        folder = ensure_folder(session, self.account.name, self.folder_name)
+        session.refresh(folder, with_for_update=True)
+        return folder
+
+    def _record_start(self, mailbox: BaseMailBox, folder: Folder) -> None:
+        """Choose and record where this folder starts; runs once per folder, on its first connect.
+
+        ``"new"``: the checkpoint starts at UIDNEXT-1, so only mail arriving from now on is
+        ingested. ``"7d"``: mail whose INTERNALDATE is within 7 days (by date: ``SEARCH SINCE``)
+        plus everything new. ``"all"``: everything. A folder that was ingested before start
+        points existed keeps what it did then: everything.
+        """
+        if folder.uidvalidity is not None:  # connected by an earlier Mailsense: it took everything
+            folder.start_uid, folder.start_from = 0, START_BEFORE_RECORDING
+            return
+        now = datetime.now(UTC).replace(microsecond=0)  # INTERNALDATE has whole seconds
+        days = self.account.start_window_days
+        if self.account.start_from == "all":
+            folder.start_uid, folder.start_from = 0, START_ALL
+        else:
+            folder.start_uid = uid_next(mailbox, self.folder_name) - 1
+            if days is None:
+                folder.start_from = START_NEW
+                folder.last_uid = max(folder.last_uid or 0, folder.start_uid)
+            else:
+                folder.start_from = f"since {(now - timedelta(days=days)).date():%Y-%m-%d} ({days}d)"
+        folder.started_at = now
+        log.info("%s: first connect; starting from %s (%d message UID(s) were already there)",
+                 self.what, folder.start_from, folder.start_uid)
+
+    def _note_changed_setting(self, folder: Folder) -> None:
+        """Say once why a changed ``start_from`` does nothing here: it only applies to a first connect."""
+        if self._start_noted:
+            return
+        self._start_noted = True
+        configured, recorded = self.account.start_from, folder.start_from or ""
+        same = {"new": recorded == START_NEW, "all": recorded == START_ALL}.get(
+            configured, recorded.endswith(f"({configured})")
+        )
+        if not same:
+            log.info("%s: start_from = %r only applies to a folder's first connect; this folder started from %s "
+                     "on %s and keeps that", self.what, configured, recorded,
+                     f"{folder.started_at:%Y-%m-%d %H:%M}" if folder.started_at else "an earlier version")
+
+    def _store(self, folder: Folder, uidvalidity: int, uid: int, raw: bytes, insert_unknown: bool = True) -> Stored:
         with self.db.session() as session:
-            return store_imap_message(session, folder, uidvalidity, uid, raw, FIRST_STAGE)
+            return store_imap_message(session, folder, uidvalidity, uid, raw, FIRST_STAGE, insert_unknown)
 
     def _folder_status(self, mailbox: BaseMailBox) -> tuple[int, int | None]:
         return connection.folder_status(mailbox, self.folder_name)

@@ -5,6 +5,10 @@ transaction, so after a crash either both are there or neither is. Two unique ke
 insert idempotent: the server location (folder, UIDVALIDITY, UID) and the content hash (which
 covers the Message-ID). A known message seen at a new location (a UIDVALIDITY reset, a move
 between watched folders) only has its location updated and is not processed again.
+
+After a UIDVALIDITY reset the watcher may also ask for "known messages only" (``insert_unknown``):
+mail that was in the folder before Mailsense's start point and was never stored must not turn
+into new work just because its UID changed (see ``daemon.ingest.imap``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Stored(enum.Enum):
     inserted = "inserted"
     duplicate = "duplicate"  # this exact location was stored before
     relocated = "relocated"  # known content at a new location: location updated, not reprocessed
+    skipped = "skipped"  # unknown mail from before the folder's start point: not stored, checkpoint moved
 
 
 def ensure_account(session: Session, name: str) -> Account:
@@ -107,10 +112,23 @@ def store_message(
 
 
 def store_imap_message(
-    session: Session, folder: Folder, uidvalidity: int, uid: int, raw: bytes, first_stage: str
+    session: Session,
+    folder: Folder,
+    uidvalidity: int,
+    uid: int,
+    raw: bytes,
+    first_stage: str,
+    insert_unknown: bool = True,
 ) -> Stored:
-    """Store one fetched message and move the folder checkpoint past it, atomically."""
+    """Store one fetched message and move the folder checkpoint past it, atomically.
+
+    With ``insert_unknown=False`` a message whose content is not stored yet is skipped (only the
+    checkpoint moves); a known one is matched and relocated as usual.
+    """
     with session.begin():
+        if not insert_unknown and not _known(session, folder.account_id, content_sha256(raw)):
+            session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder.id})
+            return Stored.skipped
         result, _ = store_message(
             session,
             account_id=folder.account_id,
@@ -123,3 +141,20 @@ def store_imap_message(
         )
         session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder.id})
     return result
+
+
+def _known(session: Session, account_id: int, sha: str) -> bool:
+    found = session.execute(
+        select(Message.id).where(Message.account_id == account_id, Message.content_sha256 == sha)
+    ).scalar_one_or_none()
+    return found is not None
+
+
+def advance_checkpoint(session: Session, folder_id: int, uid: int) -> None:
+    """Move the checkpoint to ``uid`` (never back) when every UID up to it is dealt with.
+
+    Used when a start window ends below UIDs that were deliberately left out: without it each
+    catch-up would search the window again until new mail moved the checkpoint past it.
+    """
+    with session.begin():
+        session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder_id})
