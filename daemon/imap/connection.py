@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import logging
 import re
 import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 
 from daemon.config import AccountSettings, TLSMode
 
-_FETCH_UID = re.compile(rb"UID (\d+)")
+log = logging.getLogger(__name__)
+
+# In imaplib's FETCH data a response starts with "<seq> ("; what follows a literal does not.
+_FETCH_START = re.compile(rb"^\d+ \(")
+_FETCH_UID = re.compile(rb"[( ]UID (\d+)(?=[ )])")
+_QUOTED = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A section sent as a quoted string or NIL instead of a literal: legal, and rare.
+_QUOTED_SECTION = re.compile(rb'BODY\[[^\]]*\](?:<\d+>)? (?:"((?:[^"\\]|\\.)*)"|NIL)')
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|HIGHESTMODSEQ) (\d+)")
 
 # What a dropped, refused or timed-out connection looks like from imaplib and imap-tools.
@@ -102,18 +113,103 @@ def search_uids_above(mailbox: BaseMailBox, last_uid: int) -> list[int]:
 
 def fetch_raw(mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes]:
     """Exact RFC 822 bytes by UID, with BODY.PEEK so \\Seen is never set by us."""
+    return fetch_section(mailbox, uids, "BODY.PEEK[]")
+
+
+def fetch_section(mailbox: BaseMailBox, uids: list[int], item: str) -> dict[int, bytes]:
+    """One body section (``item``, e.g. ``BODY.PEEK[]``) of every UID in ``uids`` that still exists.
+
+    The UID is taken from wherever the server puts it: Dovecot sends it before the literal,
+    Exchange and mail.ru after it, and a reader that only looks in front takes every message
+    there for expunged and skips it without a word. A UID that is still missing is not believed
+    gone on the response's word: ``UID SEARCH`` decides, and a message that still exists is
+    fetched alone, where the one section in the answer can only be its own. So a message is
+    left out only when the server no longer has it; one that cannot be read raises instead,
+    because callers move their checkpoint past what they were given.
+    """
     if not uids:
         return {}
-    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID BODY.PEEK[])")
+    result, _ = _fetch(mailbox, uids, item)
+    missing = [uid for uid in uids if uid not in result]
+    if not missing:
+        return result
+    for uid in _existing(mailbox, missing):
+        _warn_once(mailbox, uid)
+        found, without_uid = _fetch(mailbox, [uid], item)
+        section = found.get(uid)
+        if section is None and len(without_uid) == 1:
+            section = without_uid[0]
+        if section is None:
+            raise imaplib.IMAP4.error(f"UID FETCH {uid}: no {item} in the answer, yet the message exists")
+        result[uid] = section
+    return result
+
+
+@dataclass
+class _FetchResponse:
+    text: bytes = b""  # everything outside the literal
+    literal: bytes | None = None
+
+
+def _fetch(mailbox: BaseMailBox, uids: list[int], item: str) -> tuple[dict[int, bytes], list[bytes]]:
+    """(section by UID, sections of responses that carried no UID) of one UID FETCH."""
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), f"(UID {item})")
     if typ != "OK":
         raise imaplib.IMAP4.error(f"UID FETCH failed: {typ}")
-    result: dict[int, bytes] = {}
-    for item in data:
-        if isinstance(item, tuple) and len(item) == 2:
-            match = _FETCH_UID.search(item[0])
-            if match:
-                result[int(match.group(1))] = item[1]
-    return result
+    by_uid: dict[int, bytes] = {}
+    without_uid: list[bytes] = []
+    for response in _fetch_responses(data):
+        section = response.literal
+        if section is None:
+            quoted = _QUOTED_SECTION.search(response.text)
+            if quoted is None:
+                continue  # FLAGS and the like, e.g. an unsolicited FETCH
+            section = re.sub(rb"\\(.)", rb"\1", quoted.group(1) or b"")
+        uid = _FETCH_UID.search(_QUOTED.sub(b'""', response.text))
+        if uid is None:
+            without_uid.append(section)
+        else:
+            by_uid[int(uid.group(1))] = section
+    return by_uid, without_uid
+
+
+def _fetch_responses(data: list[Any]) -> list[_FetchResponse]:
+    """imaplib's flat FETCH data (heads, (head, literal) pairs, trailers) regrouped per response."""
+    responses: list[_FetchResponse] = []
+    for entry in data:
+        head = entry[0] if isinstance(entry, tuple) else entry
+        if not isinstance(head, bytes):
+            continue
+        if _FETCH_START.match(head) or not responses:
+            responses.append(_FetchResponse())
+        response = responses[-1]
+        response.text += head
+        if isinstance(entry, tuple) and response.literal is None and isinstance(entry[1], bytes):
+            response.literal = entry[1]
+    return responses
+
+
+def _existing(mailbox: BaseMailBox, uids: list[int]) -> list[int]:
+    """Which of ``uids`` the selected folder still holds."""
+    typ, data = mailbox.client.uid("SEARCH", "UID", ",".join(map(str, uids)))
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"UID SEARCH failed: {typ}")
+    found = {int(u) for u in (data[0] or b"").split()}
+    return [uid for uid in uids if uid in found]
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(mailbox: BaseMailBox, uid: int) -> None:
+    server = f"{mailbox.client.host}:{mailbox.client.port}"
+    with _warned_lock:
+        if server in _warned:
+            return
+        _warned.add(server)
+    log.warning("IMAP server %s left UID %d out of its FETCH answer although the message exists; such "
+                "messages are fetched one at a time (logged once per server)", server, uid)
 
 
 def folder_status(mailbox: BaseMailBox, folder: str) -> tuple[int, int | None]:
