@@ -4,11 +4,19 @@ The plan (move to Junk, set ``$Junk`` ...) is committed in ``mail_actions`` befo
 command is sent, and marked done after it. A crash in between leaves a pending row; the retry
 finds the message already gone from the source folder and present in the target, and only
 marks the row done. So a move happens once, whatever crashes.
+
+Workers run stages in threads, and imaplib is not thread-safe, so no IMAP connection is ever
+used by two threads at once (see ``_Connections``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,23 +70,82 @@ def plan_for(verdict: str, rules: AccountSpamSettings) -> Plan | None:
     return plan if (plan.keyword or plan.destination) else None
 
 
+class _Connections:
+    """The stage's IMAP connections, each lent to one thread at a time for one message.
+
+    All workers share one stage, each running it in a thread of its own, and imaplib is not
+    thread-safe: on a shared connection one thread's SELECT lands between another's identity
+    check and its UID MOVE, answers reach the wrong caller, and a message still in INBOX is
+    recorded as gone. A lock per account would keep one connection but make every worker wait
+    on one slow server. ``threading.local`` would tie connections to the executor's threads,
+    which are not the workers, cannot be closed from ``close()``, and grow with the executor
+    rather than the work (servers cap connections per user: Dovecot 10, Gmail 15). Lending
+    does neither: at most one connection per busy worker and account, all within reach of
+    ``close()``; one that failed is closed rather than lent again.
+    """
+
+    CHECK_AFTER_IDLE_SECONDS = 60.0  # a connection idle longer is NOOPed before use (servers log out idlers)
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[tuple[BaseMailBox, float]]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def lease(self, account: AccountSettings) -> Iterator[BaseMailBox]:
+        mailbox = self._take(account)
+        try:
+            yield mailbox
+        except BaseException:  # it may be broken, or mid-command: never lend it again
+            connection.close(mailbox)
+            raise
+        with self._lock:
+            if not self._closed:
+                self._idle[account.name].append((mailbox, time.monotonic()))
+                return
+        connection.close(mailbox)
+
+    def _take(self, account: AccountSettings) -> BaseMailBox:
+        while True:
+            with self._lock:
+                if not self._idle[account.name]:
+                    break
+                mailbox, since = self._idle[account.name].pop()
+            if time.monotonic() - since < self.CHECK_AFTER_IDLE_SECONDS or _answers(mailbox):
+                return mailbox
+            connection.close(mailbox)
+        return connection.connect(account)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle = [mailbox for pool in self._idle.values() for mailbox, _ in pool]
+            self._idle.clear()
+        for mailbox in idle:
+            connection.close(mailbox)
+
+
+def _answers(mailbox: BaseMailBox) -> bool:
+    try:
+        return mailbox.client.noop()[0] == "OK"
+    except connection.CONNECTION_ERRORS:
+        return False
+
+
 class FileStage:
     name = "file"
     batch_size = 16
 
     def __init__(self, settings: Settings) -> None:
         self.accounts = {a.name: a for a in settings.accounts}
-        self._connections: dict[str, BaseMailBox] = {}
+        self._connections = _Connections()
         self._junk: dict[str, str] = {}
-        self.accounts_by_id: dict[int, str] = {}
 
     def waiting_reason(self) -> str | None:
         return None
 
     def close(self) -> None:
-        for mailbox in self._connections.values():
-            connection.close(mailbox)
-        self._connections.clear()
+        self._connections.close()
 
     def process(self, session: Session, messages: list[Message]) -> dict[int, Outcome]:
         outcomes: dict[int, Outcome] = {}
@@ -88,16 +155,11 @@ class FileStage:
             except Exception as exc:
                 if session.in_transaction():
                     session.rollback()
-                account = self.accounts_by_id.get(message.account_id)
-                if account in self._connections:  # the connection may be broken: start afresh next time
-                    connection.close(self._connections.pop(account))
                 outcomes[message.id] = Outcome.retry(describe_error(exc))
         return outcomes
 
     def _account_name(self, session: Session, message: Message) -> str:
-        name = session.execute(select(Account.name).where(Account.id == message.account_id)).scalar_one()
-        self.accounts_by_id[message.account_id] = name
-        return name
+        return session.execute(select(Account.name).where(Account.id == message.account_id)).scalar_one()
 
     def _file(self, session: Session, message: Message) -> Outcome:
         verdict = message.spam_verdict or "ham"
@@ -129,15 +191,13 @@ class FileStage:
         log.info("message %d (%s): %s%s", message.id, verdict, status, f" ({detail})" if detail else "")
         return after
 
-    def _mailbox(self, account: AccountSettings) -> BaseMailBox:
-        mailbox = self._connections.get(account.name)
-        if mailbox is None:
-            mailbox = connection.connect(account)
-            self._connections[account.name] = mailbox
-        return mailbox
-
     def _execute(self, account: AccountSettings, message: Message, folder: str, plan: Plan) -> tuple[str, str]:
-        mailbox = self._mailbox(account)
+        with self._connections.lease(account) as mailbox:
+            return self._execute_on(mailbox, account, message, folder, plan)
+
+    def _execute_on(
+        self, mailbox: BaseMailBox, account: AccountSettings, message: Message, folder: str, plan: Plan
+    ) -> tuple[str, str]:
         destination = plan.destination
         if destination == "\\Junk":
             if account.name not in self._junk:
@@ -149,8 +209,11 @@ class FileStage:
                                     message.content_sha256)
         uid = operations.locate(mailbox, target)
         if uid is None:
-            if destination and operations.is_in_folder(mailbox, destination, message.message_id):
+            if destination and operations.is_in_folder(mailbox, destination, target):
                 return "done", f"already in {destination}"
+            refusal = operations.search_refusal(message.message_id)
+            if refusal and message.message_id is not None:
+                return "skipped", f"not at its UID in {folder} any more, and {refusal}"
             return "skipped", f"no longer in {folder} (moved or deleted by someone else)"
         if plan.keyword:
             operations.add_keyword(mailbox, uid, plan.keyword)

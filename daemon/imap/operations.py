@@ -1,8 +1,11 @@
 """The IMAP side of filing a verdict: find Junk, check identity, set keywords, move.
 
-Every operation works by UID and re-checks that the UID still holds the message we mean
-(Message-ID, or the content hash when there is none): a UID in a folder whose UIDVALIDITY
-changed, or a message the user already moved, must never be acted on blindly.
+Every operation works by UID and re-checks that the UID still holds the message we mean: a UID
+in a folder whose UIDVALIDITY changed, or a message the user already moved, must never be acted
+on blindly. At the stored UID our exact Message-ID is enough (a UID is never reused); anywhere
+else a message is ours only when its exact Message-ID and its bytes (the sha256 stored at
+ingestion) both match, because the server's Message-ID search matches substrings and two
+messages may share an ID (a list copy and the direct one): a search only nominates candidates.
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ import hashlib
 import imaplib
 import re
 from dataclasses import dataclass
+from email import policy
+from email.parser import BytesHeaderParser
 from typing import cast
 
 from imap_tools import BaseMailBox
+from imap_tools.errors import MailboxFolderCreateError
 
 from daemon.imap import connection
 
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+# Anything but printable ASCII and space: CR/LF (a folded Message-ID keeps them) would end the IMAP
+# command line early and make the rest a command of its own; non-ASCII needs a CHARSET.
+_UNSEARCHABLE = re.compile(r"[^\x20-\x7e]")
+_CANDIDATES_PER_FETCH = 500  # keeps a UID set well inside a server's command-line limit
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,13 @@ def special_use_folder(mailbox: BaseMailBox, attribute: str) -> str | None:
 
 
 def ensure_folder(mailbox: BaseMailBox, name: str) -> str:
+    """Create ``name`` if missing; another connection creating it at the same moment is fine."""
     if not mailbox.folder.exists(name):
-        mailbox.folder.create(name)
+        try:
+            mailbox.folder.create(name)
+        except MailboxFolderCreateError:
+            if not mailbox.folder.exists(name):
+                raise
     return name
 
 
@@ -61,49 +75,107 @@ def _select(mailbox: BaseMailBox, folder: str) -> int:
     return int(cast(bytes, values[-1]))
 
 
-def _fetch_identity(mailbox: BaseMailBox, uid: int, with_body: bool) -> tuple[str | None, str | None] | None:
-    """(Message-ID, sha256 of the full message if asked) of ``uid``, or None when the UID is gone."""
-    item = "BODY.PEEK[]" if with_body else "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
-    typ, data = mailbox.client.uid("FETCH", str(uid), f"(UID {item})")
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"UID FETCH {uid} failed")
-    for part in data:
-        if isinstance(part, tuple) and len(part) == 2:
-            match = _MESSAGE_ID.search(part[1].split(b"\r\n\r\n", 1)[0] if with_body else part[1])
-            message_id = match.group(1).decode("utf-8", "replace") if match else None
-            return message_id, hashlib.sha256(part[1]).hexdigest() if with_body else None
-    return None
+def search_refusal(message_id: str | None) -> str | None:
+    """Why the server is not asked for ``message_id``, or None when it may be."""
+    if message_id is None:
+        return "it has no Message-ID to search for"
+    bad = _UNSEARCHABLE.search(message_id)
+    if bad is None:
+        return None
+    kind = "a control" if ord(bad.group()) < 0x80 else "a non-ASCII"
+    return f"its Message-ID {message_id[:80]!r} has {kind} character, so it is not searched for"
+
+
+def _message_id_as_stored(raw: bytes) -> str | None:
+    """The Message-ID exactly as ingestion stores it (``daemon.mail.mime.quick_message_id``).
+
+    Repeated here because this layer may not import ``daemon.mail``; a difference would only make
+    a candidate fail the check (the message is then skipped), never pass it.
+    """
+    try:
+        value = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[:256 * 1024], headersonly=True).get(
+            "Message-ID")
+    except Exception:
+        return None
+    if not value:
+        return None
+    return str(value).strip()[:998] or None
+
+
+_MESSAGE_ID_FIELD = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+def _holds(mailbox: BaseMailBox, uid: int, target: Target) -> bool:
+    """Does ``uid`` in the selected folder hold our bytes (and so our Message-ID too)?
+
+    IMAP sends CRLF line endings, so a row stored from bytes with bare LF (an import, a message
+    first received elsewhere) is the same message as the server's CRLF copy.
+    """
+    raw = connection.fetch_raw(mailbox, [uid]).get(uid)
+    if raw is None:
+        return False
+    if hashlib.sha256(raw).hexdigest() == target.content_sha256:
+        return True
+    return b"\r\n" in raw and hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest() == target.content_sha256
+
+
+def _at_stored_uid(mailbox: BaseMailBox, target: Target) -> bool:
+    """Does the stored UID still hold our message? By exact Message-ID, else by the bytes.
+
+    A UID is never reused within one UIDVALIDITY (RFC 3501 2.3.1.1), so here the Message-ID
+    only has to tell a stale row from ours, and one header line does that without downloading
+    every message again; only a message without Message-ID is compared by its bytes.
+    """
+    if target.message_id is None:
+        return _holds(mailbox, target.uid, target)
+    header = connection.fetch_section(mailbox, [target.uid], _MESSAGE_ID_FIELD).get(target.uid)
+    return header is not None and _message_id_as_stored(header) == target.message_id
 
 
 def _search_message_id(mailbox: BaseMailBox, message_id: str) -> list[int]:
     typ, data = mailbox.client.uid("SEARCH", "HEADER", "Message-ID", connection.quote(message_id))
     if typ != "OK":
         raise imaplib.IMAP4.error("UID SEARCH HEADER Message-ID failed")
-    return [int(u) for u in (data[0] or b"").split()]
+    return sorted({int(u) for u in (data[0] or b"").split()})
+
+
+def _find(mailbox: BaseMailBox, target: Target) -> int | None:
+    """Search the selected folder by Message-ID; a hit counts only with our exact ID and our bytes.
+
+    SEARCH HEADER matches substrings ("<a>" finds "<x<a>y>", "@" nearly everything), in no
+    promised order, and two messages may share an ID, so each hit's Message-ID is compared
+    first (cheap: one header line for many UIDs) and the survivors' bytes are hashed.
+    """
+    if target.message_id is None or search_refusal(target.message_id) is not None:
+        return None
+    candidates = _search_message_id(mailbox, target.message_id)
+    for start in range(0, len(candidates), _CANDIDATES_PER_FETCH):
+        headers = connection.fetch_section(mailbox, candidates[start : start + _CANDIDATES_PER_FETCH],
+                                           _MESSAGE_ID_FIELD)
+        for uid in sorted(headers):
+            if _message_id_as_stored(headers[uid]) == target.message_id and _holds(mailbox, uid, target):
+                return uid
+    return None
 
 
 def locate(mailbox: BaseMailBox, target: Target) -> int | None:
-    """Select the source folder and return the UID that now holds our message, or None if it is not there."""
+    """Select the source folder and return the UID that now holds our message, or None if it is not there.
+
+    None also when the stored UID is stale and the Message-ID may not be searched for
+    (``search_refusal`` says why): guessing is how the wrong message gets moved.
+    """
     uidvalidity = _select(mailbox, target.folder)
-    if uidvalidity == target.uidvalidity:
-        identity = _fetch_identity(mailbox, target.uid, with_body=target.message_id is None)
-        if identity is not None:
-            message_id, sha = identity
-            if target.message_id is not None and message_id == target.message_id:
-                return target.uid
-            if target.message_id is None and sha == target.content_sha256:
-                return target.uid
-    if target.message_id is None:
-        return None
-    found = _search_message_id(mailbox, target.message_id)
-    return found[0] if found else None
+    if uidvalidity == target.uidvalidity and _at_stored_uid(mailbox, target):
+        return target.uid
+    return _find(mailbox, target)
 
 
-def is_in_folder(mailbox: BaseMailBox, folder: str, message_id: str | None) -> bool:
-    if message_id is None or not mailbox.folder.exists(folder):
+def is_in_folder(mailbox: BaseMailBox, folder: str, target: Target) -> bool:
+    """Is our message (same ID, same bytes) in ``folder``? Selects it; False when it cannot be searched."""
+    if search_refusal(target.message_id) is not None or not mailbox.folder.exists(folder):
         return False
     _select(mailbox, folder)
-    return bool(_search_message_id(mailbox, message_id))
+    return _find(mailbox, target) is not None
 
 
 def add_keyword(mailbox: BaseMailBox, uid: int, keyword: str) -> None:
