@@ -229,6 +229,13 @@ class Service:
                         len(pending), timeout, abandoned)
         for thread in threads:
             await asyncio.to_thread(thread.join, max(1.0, timeout / max(len(threads), 1)))
+        for stage in pipeline.stages.values():  # log out of what the stages hold open (IMAP connections)
+            close = getattr(stage, "close", None)
+            if close is not None:
+                try:
+                    await asyncio.to_thread(close)
+                except Exception as exc:
+                    log.warning("stage %s: could not close cleanly: %s", stage.name, describe_error(exc))
         watchdog.cancel()
         with suppress(asyncio.CancelledError):
             await watchdog

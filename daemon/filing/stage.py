@@ -31,7 +31,7 @@ from daemon.db.base import Base
 from daemon.db.tables import Account, Folder, Message
 from daemon.errors import describe_error
 from daemon.imap import connection, operations
-from daemon.pipeline.stage import Outcome
+from daemon.pipeline.stage import DependencyDown, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ def plan_for(verdict: str, rules: AccountSpamSettings) -> Plan | None:
     else:
         plan = Plan(rules.ham_keyword or None, None)
     return plan if (plan.keyword or plan.destination) else None
+
+
+class MailboxUnreachable(Exception):
+    """No connection to the account's server: not the message's fault, so no attempt is spent on it."""
 
 
 class _Connections:
@@ -114,7 +118,15 @@ class _Connections:
             if time.monotonic() - since < self.CHECK_AFTER_IDLE_SECONDS or _answers(mailbox):
                 return mailbox
             connection.close(mailbox)
-        return connection.connect(account)
+        try:
+            return connection.connect(account)
+        except connection.AuthenticationFailed as exc:
+            raise MailboxUnreachable(f"IMAP login of account {account.name} refused ({exc})") from None
+        except connection.CONNECTION_ERRORS as exc:
+            raise MailboxUnreachable(
+                f"IMAP server {account.host}:{account.effective_port} of account {account.name} unreachable "
+                f"({type(exc).__name__})"
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -152,6 +164,11 @@ class FileStage:
         for message in messages:
             try:
                 outcomes[message.id] = self._file(session, message)
+            except MailboxUnreachable as exc:
+                if session.in_transaction():
+                    session.rollback()
+                # The rest of the batch waits with the stage; what was filed so far is recorded.
+                raise DependencyDown(str(exc), outcomes) from None
             except Exception as exc:
                 if session.in_transaction():
                     session.rollback()
