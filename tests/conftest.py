@@ -1,4 +1,18 @@
-"""Fixtures shared by the whole suite: the embedded Postgres, Dovecot, and the daemon as a process.
+"""Fixtures shared by the whole suite (Postgres, Dovecot, the daemon as a process), and the test tiers.
+
+Every test has exactly one tier marker; ``.venv/bin/python -m pytest -m unit`` runs one tier:
+
+- ``unit``: pure logic, no servers, fast (``-m unit`` takes seconds);
+- ``integration``: a real PostgreSQL (the server or its binaries) and/or Dovecot, no daemon process;
+- ``e2e``: runs the daemon (``mailsense run``) or another ``mailsense`` command as a process;
+- ``training``: fine-tunes a model or loads the local LLM (many seconds of CPU each).
+
+``-m "not training"`` is the everyday run, ``-m "unit or integration"`` the quick one. The tier comes
+from the fixtures a test uses (``pytest_collection_modifyitems`` below): ``tiny_model`` -> training,
+``daemon_factory`` -> e2e, ``pg_url``/``db_url``/``db``/``dovecot`` -> integration, none -> unit. A test
+marks its tier only where its fixtures do not show it, e.g. ``@pytest.mark.e2e`` on a test that runs
+``python -m daemon.cli`` itself. Collection fails on a test with two tiers or a tier below what its
+fixtures need, and a unit or integration test that starts a ``mailsense`` command fails.
 
 One PostgreSQL server per test session; each test gets a fresh database copied from a migrated
 template (a copy takes milliseconds, a migration run does not).
@@ -7,6 +21,7 @@ template (a copy takes milliseconds, a migration run does not).
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +40,59 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TEMPLATE_DB = "mailsense_template"
+
+TIERS = ("unit", "integration", "e2e", "training")  # cheapest first
+TIER_OF_FIXTURE = {
+    "tiny_model": "training",
+    "daemon_factory": "e2e",
+    "pg_url": "integration",
+    "db_url": "integration",
+    "db": "integration",
+    "dovecot": "integration",
+}
+
+
+def _tier_from_fixtures(item: pytest.Item) -> str:
+    """The most expensive tier among the fixtures the test uses (their dependencies included)."""
+    used = getattr(item, "fixturenames", ())
+    return max((tier for name, tier in TIER_OF_FIXTURE.items() if name in used), key=TIERS.index, default="unit")
+
+
+def _marked_tiers(item: pytest.Item) -> list[str]:
+    return sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS}, key=TIERS.index)
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problems = []
+    for item in items:
+        needed = _tier_from_fixtures(item)
+        marked = _marked_tiers(item)
+        if not marked:
+            item.add_marker(needed)
+        elif len(marked) > 1:
+            problems.append(f"{item.nodeid}: marked with several tiers {marked}")
+        elif TIERS.index(marked[0]) < TIERS.index(needed):
+            problems.append(f"{item.nodeid}: marked {marked[0]}, but its fixtures make it {needed}")
+    if problems:
+        raise pytest.UsageError("each test needs exactly one tier (see tests/conftest.py):\n  " + "\n  ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a unit or integration test that starts a ``mailsense`` command: it belongs to e2e."""
+    [tier] = _marked_tiers(request.node)
+    if tier not in ("unit", "integration"):
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[bytes], args: object, *rest: object, **kwargs: object) -> None:
+        argv = [args] if isinstance(args, str | bytes | os.PathLike) else list(args)  # type: ignore[call-overload]
+        if "daemon.cli" in argv or any(os.path.basename(str(arg)) == "mailsense" for arg in argv[:1]):
+            raise AssertionError(f"a {tier} test ran {argv}: mark it @pytest.mark.e2e")
+        popen_init(self, args, *rest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -75,6 +143,19 @@ def embedder():  # type: ignore[no-untyped-def]
     model = Embedder.from_setting("")
     model.embed(["warm up"])
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spam model version trained for 1 epoch on 48 generated messages (about 20 s on 2 cores)."""
+    from daemon.training.train import TrainConfig, train_model
+    from tests.training.samples import tiny_model_training_set
+
+    out = tmp_path_factory.mktemp("tiny-model") / "model"
+    train_model(tiny_model_training_set(), out,
+                TrainConfig(epochs=1, max_length=64, batch_size=8, learning_rate=2e-4, val_fraction=0.25,
+                            progress=False))
+    return out
 
 
 @pytest.fixture(scope="session")

