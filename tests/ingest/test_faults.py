@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from sqlalchemy import text
 
 from daemon.db.session import Database
-from tests.helpers import free_port, make_message, wait_for
+from tests.helpers import free_port, imap_errors, make_message, wait_for
 
 TRUNCATED_MIME = (
     b"From: a@example.org\r\nTo: b@example.org\r\nSubject: truncated\r\nMessage-ID: <trunc@example.org>\r\n"
@@ -133,8 +133,10 @@ def test_lmtp_ingress(daemon_factory, db):
 
 
 def test_unreachable_server_is_retried_with_backoff_and_logged_once(daemon_factory, db):
-    daemon = daemon_factory(account__port=free_port(), account__tls="none").start()
-    time.sleep(8)
+    port = free_port()
+    daemon = daemon_factory(account__port=free_port(), account__tls="none", daemon__health_port=port).start()
+    # Three refused attempts (the backoff waits 0.5-1 s, then 1-2 s): logged once, not three times.
+    wait_for(lambda: imap_errors(port, "connection") >= 3, 20, "two retries", daemon.log)
     assert daemon.running()
     log = daemon.log()
     errors = [line for line in log.splitlines() if " ERROR " in line]
@@ -148,11 +150,16 @@ def test_unreachable_server_is_retried_with_backoff_and_logged_once(daemon_facto
 
 
 def test_wrong_password_is_a_clear_error_without_a_crash_loop(daemon_factory, dovecot, db, state_dir):
-    daemon = daemon_factory()
+    port = free_port()
+    daemon = daemon_factory(daemon__health_port=port)
     daemon.env["MAILSENSE_TEST_PASSWORD"] = "wrong-password"
     daemon.start()
-    time.sleep(6)
+    daemon.wait_log("login refused")
+    # What is under test is that nothing follows the refusal: the daemon neither exits nor tries again
+    # (a refused login waits 30 s; the ordinary backoff would retry within 1 s, so 2 s would show it).
+    time.sleep(2)
     assert daemon.running()
+    assert imap_errors(port, "auth") == 1
     log = daemon.log()
     errors = [line for line in log.splitlines() if " ERROR " in line]
     assert len(errors) == 1, log

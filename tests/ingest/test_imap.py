@@ -7,7 +7,9 @@ import time
 from sqlalchemy import text
 
 from daemon.db.session import Database
-from tests.helpers import free_port, make_message, metric, wait_for
+from tests.helpers import free_port, imap_errors, make_message, metric, wait_for
+
+CATCH_UP_DONE = "new message(s) stored"  # logged at the end of a catch-up that found messages
 
 
 def rows(db: Database) -> list[dict]:
@@ -25,7 +27,8 @@ def count(db: Database, where: str = "true") -> int:
 def test_append_is_stored_once_via_idle(daemon_factory, dovecot, mailbox_user, db):
     daemon = daemon_factory().start()
     daemon.wait_log("connected (IDLE)")
-    time.sleep(0.5)  # let the daemon enter IDLE, so we measure the IDLE path, not the initial catch-up
+    # Append only once the daemon is in IDLE, so we measure the IDLE path, not the initial catch-up.
+    wait_for(lambda: dovecot.idling(mailbox_user), 10, "the daemon's IDLE", daemon.log)
     started = time.monotonic()
     uid = dovecot.append(mailbox_user, "INBOX", make_message("via idle"))
     wait_for(lambda: count(db) == 1, 10, "the message row", daemon.log)
@@ -37,7 +40,8 @@ def test_append_is_stored_once_via_idle(daemon_factory, dovecot, mailbox_user, d
     assert row["uidvalidity"] == dovecot.uidvalidity(mailbox_user, "INBOX")
     # Ingestion must not touch the mailbox: no \Seen.
     assert "\\Seen" not in dovecot.flags(mailbox_user, "INBOX", uid)
-    time.sleep(1.5)
+    # Stored once: the catch-up that stored it has ended (a later one needs new mail).
+    daemon.wait_log(CATCH_UP_DONE)
     assert count(db) == 1
     assert daemon.terminate() == 0
 
@@ -60,7 +64,7 @@ def test_restart_catches_up_without_duplicates(daemon_factory, dovecot, mailbox_
         dovecot.append(mailbox_user, "INBOX", make_message(f"while down {i}"))
     daemon = daemon.start()
     wait_for(lambda: count(db, "stage = 'done'") == 7, 20, "catch-up after restart", daemon.log)
-    time.sleep(1)
+    daemon.wait_log(CATCH_UP_DONE)  # this run's catch-up has ended: whatever it stored is in the table
     stored = rows(db)
     assert len(stored) == 7
     assert sorted(r["uid"] for r in stored) == dovecot.uids(mailbox_user, "INBOX")
@@ -79,7 +83,7 @@ def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(daemon_factory
     assert stored_at_kill < total, "the kill came too late to interrupt the batch; make the batch bigger"
     daemon = daemon.start()
     wait_for(lambda: count(db, "stage = 'done'") == total, 60, "all messages after the kill", daemon.log)
-    time.sleep(1)
+    daemon.wait_log(CATCH_UP_DONE)  # the restarted run's catch-up has ended: whatever it stored is in the table
     stored = rows(db)
     assert len(stored) == total
     assert sorted(r["uid"] for r in stored) == dovecot.uids(mailbox_user, "INBOX")
@@ -88,10 +92,12 @@ def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(daemon_factory
 
 
 def test_reconnects_after_dovecot_restart(daemon_factory, dovecot, mailbox_user, db):
-    daemon = daemon_factory().start()
+    port = free_port()
+    daemon = daemon_factory(daemon__health_port=port).start()
     daemon.wait_log("connected (IDLE)")
     dovecot.stop()
-    time.sleep(2)
+    # The server stays down until the daemon has seen the connection drop and a reconnect fail.
+    wait_for(lambda: imap_errors(port, "connection") >= 2, 20, "a failed reconnect", daemon.log)
     dovecot.start()
     dovecot.append(mailbox_user, "INBOX", make_message("after restart"))
     wait_for(lambda: count(db, "stage = 'done'") == 1, 40, "mail after the server came back", daemon.log)
@@ -114,7 +120,7 @@ def test_uidvalidity_change_reprocesses_nothing(daemon_factory, dovecot, mailbox
     port = free_port()
     daemon = daemon_factory(daemon__health_port=port).start()
     wait_for(lambda: count(db, "stage = 'done'") == 4, 20, "rescan", daemon.log)
-    time.sleep(1)
+    daemon.wait_log(CATCH_UP_DONE)  # the rescan has ended: every known message is matched and relocated
     after = {r["message_id"]: r for r in rows(db)}
     assert len(after) == 4
     for message_id, row in before.items():

@@ -281,6 +281,8 @@ protocols = imap
 listen = 127.0.0.1
 log_path = {self.log_path}
 auth_verbose = yes
+# The imap processes' titles show the command in progress: tests wait for a session to be in IDLE.
+verbose_proctitle = yes
 {privileges}
 ssl = yes
 ssl_cert = <{self.cert_path}
@@ -446,6 +448,18 @@ service imap-login {{
         self.close()
 
     # ------------------------------------------------------------------ users
+
+    def idling(self, user: str) -> int:
+        """How many of ``user``'s IMAP sessions are in IDLE now (read from the imap processes' titles)."""
+        prefix = f"dovecot-{self.instance_name}/imap [{user} "
+        count = 0
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:  # the process has gone
+                continue
+            count += title.startswith(prefix) and title.endswith(" IDLE]")
+        return count
 
     def set_password(self, user: str, password: str) -> None:
         """Change `user`'s password, or add the user (with a Maildir) if unknown.
