@@ -110,7 +110,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     db = Database.open(settings, writable=False)
     with db.session() as session:
-        data = status.collect(session)
+        data = status.collect(session, stale_after_seconds=3 * settings.pipeline.heartbeat_seconds)
     extra: list[str] = []
     for hook in _status_hooks():
         extra.extend(hook(settings, db))
