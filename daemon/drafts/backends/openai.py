@@ -73,11 +73,11 @@ class OpenAIBackend:
                 response = self._client.post("chat/completions", json=payload, headers=headers)
             except httpx.HTTPError as exc:  # timeouts, refused connections, protocol errors
                 last = f"{type(exc).__name__}"
-                log.warning("openai backend: %s (attempt %d)", last, attempt + 1)
+                log.debug("openai backend: %s (attempt %d)", last, attempt + 1)  # the outcome is logged once
                 continue
             if response.status_code in _RETRY_STATUS:
                 last = f"HTTP {response.status_code}"
-                log.warning("openai backend: %s (attempt %d)", last, attempt + 1)
+                log.debug("openai backend: %s (attempt %d)", last, attempt + 1)  # the outcome is logged once
                 continue
             if response.status_code >= 400:
                 raise BackendError(f"endpoint answered HTTP {response.status_code}")
