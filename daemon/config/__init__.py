@@ -114,6 +114,13 @@ class AccountSettings(Section):
     idle_renew_seconds: float = Field(540.0, gt=0, le=1740, description="re-issue IDLE after this long (<= 1740)")
     timeout_seconds: float = Field(60.0, gt=0, description="socket timeout for every IMAP command")
     fetch_batch: int = Field(25, ge=1, le=1000, description="messages fetched per round trip (1-1000)")
+    fetch_batch_bytes: int = Field(
+        8 * 1024 * 1024, ge=64 * 1024, description="bytes fetched per round trip at most (a larger message comes alone)"
+    )
+    max_message_bytes: int = Field(
+        50 * 1024 * 1024, ge=64 * 1024,
+        description="larger messages are recorded by their headers, quarantined, and left in the mailbox",
+    )
     # Where ingestion starts on a folder's first connect, so that years of existing mail are not
     # classified, filed and drafted for; recorded per folder, never re-applied (daemon/ingest/imap.py).
     start_from: str = Field("new", description=START_FORMS)

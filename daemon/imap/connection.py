@@ -234,3 +234,30 @@ def encode_folder(folder: str) -> str:
     from imap_tools.imap_utf7 import utf7_encode
 
     return quote(utf7_encode(folder).decode("ascii"))
+
+
+_SIZE_ITEM = re.compile(rb"RFC822\.SIZE (\d+)")
+_UID_ITEM = re.compile(rb"UID (\d+)")
+
+
+def fetch_sizes(mailbox: BaseMailBox, uids: list[int]) -> dict[int, int]:
+    """RFC822.SIZE by UID (no bodies): what a batch will cost before it is fetched."""
+    if not uids:
+        return {}
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"UID FETCH RFC822.SIZE failed: {typ}")
+    sizes: dict[int, int] = {}
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid, size = _UID_ITEM.search(line), _SIZE_ITEM.search(line)
+        if uid and size:
+            sizes[int(uid.group(1))] = int(size.group(1))
+    return sizes
+
+
+def fetch_headers(mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes]:
+    """The header block only, for a message too large to fetch whole."""
+    return fetch_section(mailbox, uids, "BODY.PEEK[HEADER]")

@@ -34,7 +34,13 @@ from daemon.db.tables import Folder
 from daemon.errors import describe_error
 from daemon.imap import connection
 from daemon.ingest.backoff import Backoff, OutageLog
-from daemon.ingest.store import Stored, advance_checkpoint, ensure_folder, store_imap_message
+from daemon.ingest.store import (
+    Stored,
+    advance_checkpoint,
+    ensure_folder,
+    store_imap_message,
+    store_oversized_imap_message,
+)
 from daemon.metrics import IMAP_CONNECTED, IMAP_ERRORS, MESSAGES_STORED
 from daemon.pipeline.stage import FIRST_STAGE
 
@@ -145,6 +151,15 @@ def _mail_announced(mailbox: BaseMailBox) -> bool:
     """
     responses = mailbox.client.untagged_responses
     return bool(responses.pop("EXISTS", None)) | bool(responses.pop("RECENT", None))
+
+
+
+@dataclass(frozen=True)
+class _Oversized:
+    """A message over ``max_message_bytes``: its header block and its real size."""
+
+    headers: bytes
+    size: int
 
 
 class FolderWatcher:
@@ -351,7 +366,7 @@ class FolderWatcher:
                 complete = False
                 break
             chunk = uids[first : first + self.account.fetch_batch]
-            fetched = connection.fetch_raw(mailbox, chunk)
+            fetched = self._fetch_bounded(mailbox, chunk)
             dates = internal_dates(mailbox, [u for u in chunk if u in check_dates])
             for uid in chunk:
                 raw = fetched.get(uid)
@@ -360,7 +375,10 @@ class FolderWatcher:
                 insert = uid not in check_dates or (
                     uid in dates and start.not_before is not None and dates[uid] >= start.not_before
                 )
-                result = self._store(folder, uidvalidity, uid, raw, insert)
+                if isinstance(raw, _Oversized):
+                    result = self._store_oversized(folder, uidvalidity, uid, raw) if insert else Stored.skipped
+                else:
+                    result = self._store(folder, uidvalidity, uid, raw, insert)
                 MESSAGES_STORED.labels(self.account.name, "imap", result.value).inc()
                 if result is Stored.inserted:
                     new += 1
@@ -422,6 +440,37 @@ class FolderWatcher:
             log.info("%s: start_from = %r only applies to a folder's first connect; this folder started from %s "
                      "on %s and keeps that", self.what, configured, recorded,
                      f"{folder.started_at:%Y-%m-%d %H:%M}" if folder.started_at else "an earlier version")
+
+    def _fetch_bounded(self, mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes | _Oversized]:
+        """Bodies of ``uids``, at most ``fetch_batch_bytes`` per round trip; too large ones by their headers.
+
+        Sizes are asked first, so memory holds one round trip's worth of mail, not ``fetch_batch``
+        times the largest attachment in the folder.
+        """
+        sizes = connection.fetch_sizes(mailbox, uids)
+        limit, budget = self.account.max_message_bytes, self.account.fetch_batch_bytes
+        result: dict[int, bytes | _Oversized] = {}
+        oversized = [u for u in uids if sizes.get(u, 0) > limit]
+        for uid, headers in connection.fetch_headers(mailbox, oversized).items():
+            result[uid] = _Oversized(headers, sizes[uid])
+        batch: list[int] = []
+        batch_bytes = 0
+        for uid in [u for u in uids if u not in oversized]:
+            size = sizes.get(uid, 0)
+            if batch and batch_bytes + size > budget:
+                result.update(connection.fetch_raw(mailbox, batch))
+                batch, batch_bytes = [], 0
+            batch.append(uid)
+            batch_bytes += size
+        result.update(connection.fetch_raw(mailbox, batch))
+        return result
+
+    def _store_oversized(self, folder: Folder, uidvalidity: int, uid: int, oversized: _Oversized) -> Stored:
+        log.warning("%s: UID %d is %.1f MiB, over max_message_bytes: stored by its headers and quarantined",
+                    self.what, uid, oversized.size / 1048576)
+        with self.db.session() as session:
+            return store_oversized_imap_message(session, folder, uidvalidity, uid, oversized.headers, oversized.size,
+                                                self.account.max_message_bytes, FIRST_STAGE)
 
     def _store(self, folder: Folder, uidvalidity: int, uid: int, raw: bytes, insert_unknown: bool = True) -> Stored:
         with self.db.session() as session:

@@ -158,3 +158,33 @@ def advance_checkpoint(session: Session, folder_id: int, uid: int) -> None:
     """
     with session.begin():
         session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder_id})
+
+
+OVERSIZE_SQL = text(
+    """
+    UPDATE messages SET stage = 'quarantined', quarantine_reason = :reason, parked_stage = stage, size = :size
+     WHERE id = :id AND stage = :first_stage
+    """
+)
+
+
+def store_oversized_imap_message(
+    session: Session, folder: Folder, uidvalidity: int, uid: int, headers: bytes, size: int, limit: int,
+    first_stage: str,
+) -> Stored:
+    """Record a message too large to fetch by its headers, quarantined with the reason; it stays in the mailbox.
+
+    Nothing is lost (the message is still on the server, and the row says where and why), and
+    one 200 MB attachment cannot take the daemon's memory with it.
+    """
+    with session.begin():
+        result, row_id = store_message(
+            session, account_id=folder.account_id, raw=headers, source="imap", first_stage=first_stage,
+            folder_id=folder.id, uidvalidity=uidvalidity, uid=uid,
+        )
+        if result is Stored.inserted:
+            reason = (f"{size / 1048576:.1f} MiB is more than max_message_bytes ({limit / 1048576:.1f} MiB): "
+                      "only the headers were fetched; the message stays in the mailbox")
+            session.execute(OVERSIZE_SQL, {"reason": reason, "size": size, "id": row_id, "first_stage": first_stage})
+        session.execute(ADVANCE_CHECKPOINT_SQL, {"uid": uid, "id": folder.id})
+    return result
