@@ -9,7 +9,7 @@ from sqlalchemy import text
 from daemon.config import SmtpIngressSettings
 from daemon.db.session import Database
 from daemon.ingest.smtp import make_controller
-from tests.helpers import make_message
+from tests.helpers import make_message, wait_for
 
 
 def _free_port() -> int:
@@ -56,3 +56,27 @@ def test_lmtp_answers_every_recipient_and_stores_the_message_once(db: Database) 
     with db.session() as session:
         stored = session.execute(text("SELECT count(*) FROM messages WHERE source = 'smtp'")).scalar_one()
     assert stored == 1
+
+
+def test_sessions_beyond_the_limit_are_turned_away_with_421(db: Database) -> None:
+    port = _free_port()
+    settings = SmtpIngressSettings(enabled=True, host="127.0.0.1", port=port, max_sessions=2)
+    controller = make_controller(settings, db, on_stored=lambda: None)
+    controller.start()
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        second = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert first.makefile("rb").readline().startswith(b"220")
+        assert second.makefile("rb").readline().startswith(b"220")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
+            assert third.makefile("rb").readline().startswith(b"421")
+        first.close()
+        wait_for(lambda: _banner(port).startswith(b"220"), 10, "a free session after one closed")
+        second.close()
+    finally:
+        controller.stop()
+
+
+def _banner(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        return conn.makefile("rb").readline()

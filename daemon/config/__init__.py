@@ -179,6 +179,9 @@ class SmtpIngressSettings(Section):
     lmtp: bool = Field(False, description="speak LMTP instead of SMTP")
     account: str = Field("smtp", pattern=r"^[A-Za-z0-9_.-]+$", description="account name the mail is filed under")
     max_message_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted message in bytes")
+    max_sessions: int = Field(
+        8, ge=1, le=1000, description="sessions at once; more get 421 (memory is at most this × max_message_bytes)"
+    )
 
 
 class Settings(Section):

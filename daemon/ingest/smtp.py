@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
@@ -63,16 +64,65 @@ class StoreHandler:
             return result
 
 
-class _LMTPController(Controller):
-    def factory(self) -> LMTP:
-        return LMTP(self.handler, **self.SMTP_kwargs)
+class _SessionLimit:
+    """Sessions open right now, shared by the listener's protocol objects (all on one event loop)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
+class _LimitedSMTP(SMTP):
+    """SMTP that turns away a connection beyond ``max_sessions`` with 421 before reading a byte.
+
+    Each session may buffer up to ``max_message_bytes`` of DATA; without a limit on sessions,
+    memory is bounded by nothing. The sender retries later, as it does on any 4xx.
+    """
+
+    sessions: _SessionLimit
+    _counted: bool | None = None  # None until connected; False when turned away
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._counted is None:  # not the STARTTLS re-entry of a counted session
+            if self.sessions.open >= self.sessions.limit:
+                self._counted = False
+                log.warning("smtp ingress: %d sessions open, turning a connection away", self.sessions.open)
+                cast(asyncio.WriteTransport, transport).write(b"421 4.3.2 Too many connections, try again later\r\n")
+                transport.close()
+                return
+            self._counted = True
+            self.sessions.open += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is False:
+            return
+        self.sessions.open -= 1
+        super().connection_lost(error)
+
+
+class _LimitedLMTP(_LimitedSMTP, LMTP):
+    pass
+
+
+class _LimitedController(Controller):
+    def __init__(self, handler: StoreHandler, lmtp: bool, max_sessions: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.protocol = _LimitedLMTP if lmtp else _LimitedSMTP
+        self.sessions = _SessionLimit(max_sessions)
+
+    def factory(self) -> SMTP:
+        server = self.protocol(self.handler, **self.SMTP_kwargs)
+        server.sessions = self.sessions
+        return server
 
 
 def make_controller(settings: SmtpIngressSettings, db: Database, on_stored: Callable[[], None]) -> Controller:
     handler = StoreHandler(db, settings.account, on_stored, lmtp=settings.lmtp)
-    cls = _LMTPController if settings.lmtp else Controller
-    return cls(
+    return _LimitedController(
         handler,
+        lmtp=settings.lmtp,
+        max_sessions=settings.max_sessions,
         hostname=settings.host,
         port=settings.port,
         data_size_limit=settings.max_message_bytes,
