@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Gauge
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from daemon.config import PipelineSettings
 from daemon.db import queue
@@ -201,7 +201,11 @@ class Worker:
                     outcomes = {i: Outcome.next() for i in ids}
                 else:
                     messages = list(
-                        session.execute(select(Message).where(Message.id.in_(ids)).order_by(Message.id)).scalars()
+                        # raw is loaded only by a stage that reads it (parse), one message at a time:
+                        # a batch of 32 with 20 MB attachments must not sit in memory at once.
+                        session.execute(
+                            select(Message).options(defer(Message.raw)).where(Message.id.in_(ids)).order_by(Message.id)
+                        ).scalars()
                     )
                     session.commit()  # end the read; the stage starts its own transactions
                     try:
