@@ -15,7 +15,7 @@ from daemon.pipeline.stage import Stage
 
 def build_stages(settings: Settings, db: Database) -> list[Stage]:
     """The stages active under ``settings``, in flow order."""
-    stages: list[Stage] = [ParseStage()]
+    stages: list[Stage] = [ParseStage(budget_seconds=settings.pipeline.parse_budget_seconds)]
     if settings.spam.enabled:
         from daemon.classify.stage import ClassifyStage
         from daemon.filing.stage import FileStage

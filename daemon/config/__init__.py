@@ -80,6 +80,9 @@ class DatabaseSettings(Section):
 
 class PipelineSettings(Section):
     max_attempts: int = Field(5, ge=1, le=100, description="failures before a message is parked (1-100)")
+    parse_budget_seconds: float = Field(
+        5.0, gt=0, le=600, description="time one message may take to parse; over it, it is quarantined with the reason"
+    )
     lease_seconds: int = Field(
         300, ge=10, description="a claim's lease, renewed while the batch runs; a batch may take this long "
         "per message before its worker counts as stuck (>= 10)"
