@@ -180,6 +180,9 @@ def test_setup_reports_a_pgvector_this_cpu_cannot_run_in_one_line(server_on_old_
     env = {**os.environ, "MAILSENSE_DATABASE__URL": server_on_old_cpu, "MAILSENSE_CONFIG": "",
            "MAILSENSE_DAEMON__STATE_DIR": str(workdir / "state")}
     for command in (["db", "upgrade"], ["setup"]):  # what scripts/quickstart runs first
+        # The crash of the previous command sends the server through crash recovery; as a supervisor
+        # would, wait until it accepts connections again (until then the answer is exit 75, "unreachable").
+        wait_for(lambda: _accepts_connections(server_on_old_cpu), 120, "the emulated server after recovery")
         result = subprocess.run([sys.executable, "-m", "daemon.cli", *command], env=env, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 69, result.stderr
@@ -188,3 +191,14 @@ def test_setup_reports_a_pgvector_this_cpu_cannot_run_in_one_line(server_on_old_
         assert "vector operations fail" in lines[0] and "server closed the connection" in lines[0]
         assert "database.url" in lines[0]
         assert "Traceback" not in result.stderr
+
+
+def _accepts_connections(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False

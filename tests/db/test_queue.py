@@ -60,17 +60,6 @@ def test_expired_lease_is_claimed_again_and_the_old_owner_cannot_write(db):
             assert queue.advance(s, mid, "new", "parse", "done") is True
 
 
-def test_release_dead_local_leases(db):
-    ids = add_messages(db, 2)
-    with db.session() as s:
-        queue.claim(s, ["parse"], "host1:4242/w0", 1, 600)
-        queue.claim(s, ["parse"], "host2:4242/w0", 1, 600)
-        released = queue.release_dead_local_leases(s, "host1", is_alive=lambda pid: False)
-        owners = s.execute(text("SELECT lease_owner FROM messages ORDER BY id")).scalars().all()
-    assert released == 1 and sorted(owners, key=str) == sorted([None, "host2:4242/w0"], key=str)
-    assert len(ids) == 2
-
-
 class FlakyStage:
     name = "parse"
     batch_size = 10
