@@ -784,9 +784,22 @@ def _parse(raw: bytes, reading: _Reading) -> ParsedMessage:
     if rest:  # the words of a message nested too deep are still read, as raw text
         body = body + "\n" + _raw_text(rest, reading)[0]
 
+    defects = {type(d).__name__ for part in msg.walk() for d in part.defects}
+    return _assemble(decoded, headers, body, from_html, attachments, defects, reading)
+
+
+def _assemble(
+    decoded: dict[str, list[str]],
+    headers: dict[str, list[str]],
+    body: str,
+    from_html: bool,
+    attachments: list[Attachment],
+    defects: set[str],
+    reading: _Reading,
+) -> ParsedMessage:
+    """The one place a ``ParsedMessage`` is put together, for a full parse and a salvaged one alike."""
     senders = _addresses(decoded, "from", reading)
     from_name, from_addr = senders[0] if senders else ("", "")
-    defects = {type(d).__name__ for part in msg.walk() for d in part.defects}
     return ParsedMessage(
         message_id=(_first(decoded, "message-id").strip() or None),
         subject=_first(decoded, "subject").strip(),
@@ -852,19 +865,4 @@ def salvage_message(raw: bytes, defects: list[str] | None = None) -> ParsedMessa
             text = _safe_str(value)
         decoded.setdefault(name.lower(), []).append(text[:4000])
     body, from_html = _raw_text(raw[body_start:], reading)
-    senders = _addresses(decoded, "from", reading)
-    from_name, from_addr = senders[0] if senders else ("", "")
-    return ParsedMessage(
-        message_id=(_first(decoded, "message-id").strip() or None),
-        subject=_first(decoded, "subject").strip(),
-        from_name=from_name,
-        from_addr=from_addr.lower(),
-        to_addrs=[a.lower() for _, a in _addresses(decoded, "to", reading)],
-        cc_addrs=[a.lower() for _, a in _addresses(decoded, "cc", reading)],
-        sent_at=_sent_at(_first(decoded, "date")),
-        headers=decoded,
-        body_text=_clean_text(body)[:MAX_BODY_CHARS],
-        body_from_html=from_html,
-        attachments=[],
-        defects=sorted(set(reading.notes)),
-    )
+    return _assemble(decoded, decoded, body, from_html, [], set(), reading)
