@@ -244,4 +244,7 @@ class BoundedParser:
 
 
 if __name__ == "__main__":
-    serve()
+    try:
+        serve()
+    except BrokenPipeError:  # the daemon went away (stopped or killed) mid-exchange: nothing to report to
+        sys.exit(0)
