@@ -5,7 +5,7 @@ and a held-out set written afterwards and evaluated once. Each is a list of inte
 for every note six ways a draft can leak it (verbatim, words inserted, letters spaced out,
 a paraphrase that keeps a detail such as an extension number, a paraphrase without any detail,
 a German translation) plus two clean drafts built from the public article only. Compared side
-by side: the previous guard (verbatim six-word runs) and the current one.
+by side: a baseline of verbatim six-word runs and the guard as shipped.
 
     .venv/bin/python bench/guard_eval.py            # writes bench/results/guard.json
 """
@@ -294,8 +294,8 @@ LINK_CASES = [
 ]
 
 
-def previous_guard(draft: str, internal: str, public: str) -> bool:
-    """The guard before this benchmark existed: verbatim six-word runs of plain words."""
+def baseline_guard(draft: str, internal: str, public: str) -> bool:
+    """The baseline: verbatim six-word runs of plain words (all a guard of exact copies catches)."""
     word = re.compile(r"[^\W_]+", re.UNICODE)
 
     def sh(text: str) -> set[tuple[str, ...]]:
@@ -308,23 +308,23 @@ def previous_guard(draft: str, internal: str, public: str) -> bool:
 
 
 def evaluate(cases: list[tuple[str, str, dict[str, str], list[str]]]) -> dict[str, object]:
-    caught: dict[str, dict[str, int]] = {"previous": defaultdict(int), "current": defaultdict(int)}
-    flagged = {"previous": 0, "current": 0}
+    caught: dict[str, dict[str, int]] = {"baseline": defaultdict(int), "guard": defaultdict(int)}
+    flagged = {"baseline": 0, "guard": 0}
     clean_total = 0
     missed: list[str] = []
     for internal, public, leaks, clean in cases:
         for kind in KINDS:
             draft = leaks[kind]
-            caught["previous"][kind] += previous_guard(draft, internal, public)
+            caught["baseline"][kind] += baseline_guard(draft, internal, public)
             hit = internal_leak(draft, [internal], [public]) is not None
-            caught["current"][kind] += hit
+            caught["guard"][kind] += hit
             if not hit and kind not in ("paraphrase", "translation"):
                 missed.append(f"{kind}: {draft}")
         for draft in clean:
             clean_total += 1
-            flagged["previous"] += previous_guard(draft, internal, public)
+            flagged["baseline"] += baseline_guard(draft, internal, public)
             if internal_leak(draft, [internal], [public]) is not None:
-                flagged["current"] += 1
+                flagged["guard"] += 1
                 missed.append(f"clean draft flagged: {draft}")
     return {
         "notes": len(cases),
@@ -348,10 +348,10 @@ def main() -> None:
         part = result[name]
         assert isinstance(part, dict)
         print(f"{name}: {part['notes']} notes")
-        print(f"  {'kind':<18} {'previous':>9} {'current':>9}")
+        print(f"  {'kind':<18} {'baseline':>9} {'guard':>9}")
         for kind in KINDS:
-            print(f"  {kind:<18} {part['caught']['previous'][kind]:>9} {part['caught']['current'][kind]:>9}")
-        print(f"  {'clean flagged':<18} {part['clean_flagged']['previous']:>9} {part['clean_flagged']['current']:>9}"
+            print(f"  {kind:<18} {part['caught']['baseline'][kind]:>9} {part['caught']['guard'][kind]:>9}")
+        print(f"  {'clean flagged':<18} {part['clean_flagged']['baseline']:>9} {part['clean_flagged']['guard']:>9}"
               f"   (of {part['clean_drafts']})")
         for line in part["misses"]:
             print("   ", line)

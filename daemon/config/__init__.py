@@ -35,6 +35,19 @@ class ConfigError(Exception):
     """A configuration problem, worded for the admin: key, what is wrong, how to fix it."""
 
 
+def read_secret_file(key: str, configured: str) -> str:
+    """A secret from a file, read when needed so a rotated credential is picked up.
+
+    ``$CREDENTIALS_DIRECTORY`` (where systemd's ``LoadCredential=`` puts secrets) and other
+    variables in the path are expanded; an error names the key, never the content.
+    """
+    path = Path(os.path.expandvars(configured))
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror} (is the credential loaded?)") from None
+
+
 class TLSMode(StrEnum):
     implicit = "implicit"
     starttls = "starttls"
@@ -158,14 +171,7 @@ class AccountSettings(Section):
     def password(self) -> str:
         """Read the secret at connect time, so a rotated credential file is picked up."""
         if self.password_file:
-            # $CREDENTIALS_DIRECTORY is where systemd's LoadCredential= puts secrets.
-            path = Path(os.path.expandvars(self.password_file))
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"accounts.{self.name}.password_file: cannot read {path}: {exc.strerror}"
-                ) from None
+            return read_secret_file(f"accounts.{self.name}.password_file", self.password_file)
         value = os.environ.get(self.password_env)
         if value is None:
             raise ConfigError(
@@ -222,13 +228,7 @@ class Settings(Section):
     def database_url(self) -> str:
         """The configured URL, or '' for the embedded server; ``url_file`` may name ``$CREDENTIALS_DIRECTORY``."""
         if self.database.url_file:
-            path = Path(os.path.expandvars(self.database.url_file))
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"database.url_file: cannot read {path}: {exc.strerror} (is the credential loaded?)"
-                ) from None
+            return read_secret_file("database.url_file", self.database.url_file)
         return self.database.url
 
     def check_secrets(self) -> int:

@@ -103,8 +103,7 @@ def _adopt_earlier_data_dir(data_dir: Path) -> None:
 
 def update_vector_extension(url: str) -> None:
     """Bring an installed ``vector`` extension up to the library's version (no-op when current)."""
-    dsn = to_sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(to_libpq_url(url), autocommit=True, connect_timeout=10) as conn:
         row = conn.execute(
             "SELECT e.extversion, a.default_version FROM pg_extension e "
             "JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'vector'"
@@ -113,6 +112,11 @@ def update_vector_extension(url: str) -> None:
             return
         conn.execute("ALTER EXTENSION vector UPDATE")
         log.warning("updated the pgvector extension from %s to %s", row[0], row[1])
+
+
+def to_libpq_url(url: str) -> str:
+    """The same URL for psycopg itself (checks that run on a connection of their own)."""
+    return to_sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def to_sqlalchemy_url(url: str) -> str:

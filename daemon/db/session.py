@@ -59,9 +59,8 @@ class Database:
                 if embedded:
                     update_vector_extension(url)
                 migrate.upgrade(url)
-                database = cls.from_url(url, pool_size=settings.database.pool_size)
-            else:
-                database = cls.from_url(url, pool_size=settings.database.pool_size)
+            database = cls.from_url(url, pool_size=settings.database.pool_size)
+            if not writable:
                 _require_current_schema(database.engine, url)
         except (sa_exc.OperationalError, psycopg.OperationalError) as exc:
             where = make_url(to_sqlalchemy_url(url)).render_as_string(hide_password=True) if url else "embedded"

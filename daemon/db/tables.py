@@ -143,7 +143,7 @@ class Instance(Base):
     """One running daemon (or command that takes work), told apart by a random id, not host and pid.
 
     Its ``heartbeat_at`` moves while it lives; leases held by an instance whose heartbeat is stale
-    may be taken over. Two containers with the same host name and pid no longer look alike.
+    may be taken over. Two containers with the same host name and pid are still two instances.
     """
 
     __tablename__ = "instances"

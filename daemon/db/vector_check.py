@@ -58,11 +58,10 @@ def missing_cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 
 def check_vector_operations(url: str, *, embedded: bool) -> None:
     """Run a distance query and an HNSW build; raise ``VectorOperationsFailed`` with the reason and the fix."""
-    from daemon.db.embedded import to_sqlalchemy_url
+    from daemon.db.embedded import to_libpq_url
 
-    dsn = to_sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
     try:
-        conn = psycopg.connect(dsn, connect_timeout=10)
+        conn = psycopg.connect(to_libpq_url(url), connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise DatabaseUnreachable(f"cannot reach the database: {_first_line(exc)}; check database.url") from None
     try:

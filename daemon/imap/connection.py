@@ -240,22 +240,29 @@ _SIZE_ITEM = re.compile(rb"RFC822\.SIZE (\d+)")
 _UID_ITEM = re.compile(rb"UID (\d+)")
 
 
-def fetch_sizes(mailbox: BaseMailBox, uids: list[int]) -> dict[int, int]:
-    """RFC822.SIZE by UID (no bodies): what a batch will cost before it is fetched."""
+def fetch_attribute(
+    mailbox: BaseMailBox, uids: list[int], item: str, pattern: re.Pattern[bytes]
+) -> dict[int, re.Match[bytes]]:
+    """One small FETCH data item (no bodies) by UID: ``pattern`` matched in each message's response."""
     if not uids:
         return {}
-    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), f"(UID {item})")
     if typ != "OK":
-        raise imaplib.IMAP4.error(f"UID FETCH RFC822.SIZE failed: {typ}")
-    sizes: dict[int, int] = {}
-    for item in data:
-        line = item[0] if isinstance(item, tuple) else item
+        raise imaplib.IMAP4.error(f"UID FETCH {item} failed: {typ}")
+    found: dict[int, re.Match[bytes]] = {}
+    for response in data:
+        line = response[0] if isinstance(response, tuple) else response
         if not isinstance(line, bytes):
             continue
-        uid, size = _UID_ITEM.search(line), _SIZE_ITEM.search(line)
-        if uid and size:
-            sizes[int(uid.group(1))] = int(size.group(1))
-    return sizes
+        uid, match = _UID_ITEM.search(line), pattern.search(line)
+        if uid and match:
+            found[int(uid.group(1))] = match
+    return found
+
+
+def fetch_sizes(mailbox: BaseMailBox, uids: list[int]) -> dict[int, int]:
+    """RFC822.SIZE by UID: what a batch will cost before it is fetched."""
+    return {uid: int(m.group(1)) for uid, m in fetch_attribute(mailbox, uids, "RFC822.SIZE", _SIZE_ITEM).items()}
 
 
 def fetch_headers(mailbox: BaseMailBox, uids: list[int]) -> dict[int, bytes]:

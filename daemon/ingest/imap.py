@@ -57,7 +57,6 @@ _START_SINCE = re.compile(r"^since (\d{4})-(\d{2})-(\d{2})")
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UIDNEXT = re.compile(rb"UIDNEXT (\d+)")
-_FETCH_UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE " ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([-+])(\d\d)(\d\d)"')
 
 
@@ -121,24 +120,14 @@ def search_since(mailbox: BaseMailBox, since: date, first: int, last: int) -> se
 
 def internal_dates(mailbox: BaseMailBox, uids: list[int]) -> dict[int, datetime]:
     """INTERNALDATE (when the server received the message) by UID."""
-    if not uids:
-        return {}
-    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE)")
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"UID FETCH INTERNALDATE failed: {typ}")
     found: dict[int, datetime] = {}
-    for item in data:
-        line = item[0] if isinstance(item, tuple) else item
-        if not isinstance(line, bytes):
-            continue
-        uid, when = _FETCH_UID.search(line), _INTERNALDATE.search(line)
-        if uid and when:
-            day, month, year, hh, mm, ss, sign, zh, zm = (g.decode("ascii") for g in when.groups())
-            offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == "-" else 1)
-            found[int(uid.group(1))] = datetime(
-                int(year), _MONTHS.index(month.title()) + 1, int(day), int(hh), int(mm), int(ss),
-                tzinfo=timezone(offset),
-            )
+    for uid, when in connection.fetch_attribute(mailbox, uids, "INTERNALDATE", _INTERNALDATE).items():
+        day, month, year, hh, mm, ss, sign, zh, zm = (g.decode("ascii") for g in when.groups())
+        offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == "-" else 1)
+        found[uid] = datetime(
+            int(year), _MONTHS.index(month.title()) + 1, int(day), int(hh), int(mm), int(ss),
+            tzinfo=timezone(offset),
+        )
     return found
 
 

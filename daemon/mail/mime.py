@@ -3,12 +3,12 @@
 Parsing is forgiving (``policy.default`` records defects instead of raising) because real mail
 is messy; only input with nothing to work on (0 bytes, no header block) is refused, with
 ``Unparseable`` naming why. A message whose structure makes the stdlib parser raise still gets a
-minimal parse (:func:`salvage_message`): the parse stage quarantines what raises, and quarantined
-mail is never classified or filed, so an unparseable message used to be a way past the filter.
+minimal parse (:func:`salvage_message`): quarantined mail is never classified or filed, so a message
+that could not be parsed at all would otherwise be a way past the filter.
 
 Mail is hostile input. Every step here takes time linear in what it reads, and what it reads is
 capped (the ``MAX_*`` values below, each cut named in ``defects``): crafted HTML such as
-``"<script>x" * n`` made the old regexes quadratic (4.7 s at 72 KB, tens of minutes for a
+``"<script>x" * n`` makes backtracking regexes quadratic (4.7 s at 72 KB, tens of minutes for a
 megabyte), and the stdlib's header and HTML parsers have superlinear corners of their own. The
 caps bound every cost we know of; ``daemon.parse`` adds a deadline for the ones we do not.
 Nothing here touches the database, so it is tested with plain bytes.

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from daemon.config import default_state_dir, load_settings
 from daemon.db import migrate
-from daemon.db.embedded import DatabaseMissing, embedded_url, to_sqlalchemy_url, update_vector_extension
+from daemon.db.embedded import DatabaseMissing, embedded_url, to_libpq_url, update_vector_extension
 from daemon.errors import CommandError
 from tests.conftest import _with_database
 
@@ -134,7 +134,7 @@ def test_state_dir_is_where_the_service_keeps_it(tmp_path: Path, monkeypatch: py
 
 
 def test_an_older_vector_extension_is_updated(db_url: str) -> None:
-    dsn = to_sqlalchemy_url(db_url).replace("postgresql+psycopg://", "postgresql://")
+    dsn = to_libpq_url(db_url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         latest = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
         # An older install, as a state directory of an earlier Mailsense has it.
