@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,18 @@ def check_vectors(db: Database) -> None:
         raise
 
 
+def _stop_while_starting(signum: int, frame: object) -> None:
+    """SIGTERM before the service loop owns the signals: stop cleanly, not by the default kill.
+
+    systemd and container runtimes send SIGTERM whenever they like, also while torch is still
+    importing; a clean exit (0) there keeps "stopped" and "crashed" apart in their records.
+    """
+    log.info("stop requested (%s) while starting; exiting", signal.Signals(signum).name)
+    raise SystemExit(0)
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop_while_starting)
     from daemon.service import Service
 
     db = Database.open(settings, writable=not args.no_migrate)  # a writable open checks vectors itself
