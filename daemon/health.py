@@ -3,8 +3,8 @@
 Both are tiny on purpose: a full web framework is not worth it for two GET endpoints.
 
 What /healthz says is read from where the truth is: a folder counts as connected only while the
-instance that set ``folders.connected`` still heartbeats (a ``kill -9`` leaves the flag true
-behind it), and the backlog is the age of the oldest message that is due and not being worked on.
+instance that set ``folders.connected`` still heartbeats (``daemon.db.instances``), and the
+backlog is the age of the oldest message that is due and not being worked on.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import text
 
+from daemon.db import instances
 from daemon.db.session import Database
 from daemon.metrics import REGISTRY
 
@@ -31,19 +32,6 @@ DUE_MESSAGES = Gauge(
 OLDEST_DUE = Gauge(
     "mailsense_oldest_due_message_seconds", "How long the oldest due message has been waiting for a worker",
     registry=REGISTRY,
-)
-
-# The stored flag is believed only while the instance that wrote it beats (and has not stopped).
-FOLDER_STATES_SQL = text(
-    """
-    SELECT a.name AS account, f.name AS folder, f.connected AS flag, f.connected_by,
-           f.last_sync_at, f.last_error, f.last_error_at, i.host, i.stopped_at,
-           CAST(EXTRACT(EPOCH FROM now() - i.heartbeat_at) AS float) AS heartbeat_age_seconds
-      FROM folders f
-      JOIN accounts a ON a.id = f.account_id
-      LEFT JOIN instances i ON i.id = f.connected_by
-     ORDER BY a.name, f.name
-    """
 )
 
 # Served by the partial index ix_messages_claimable: only messages at a pipeline stage are read.
@@ -60,25 +48,16 @@ BACKLOG_SQL = text(
 
 
 def folder_states(db: Database, stale_after_seconds: float) -> list[dict[str, object]]:
-    """Every folder row with ``connected`` derived from the holder's heartbeat, JSON-ready."""
+    """Every folder's sync state (``connected`` derived from the holder's heartbeat), JSON-ready."""
     with db.session() as session:
-        rows = session.execute(FOLDER_STATES_SQL).mappings().all()
-    states = []
-    for r in rows:
-        age = r["heartbeat_age_seconds"]
-        alive = age is not None and age <= stale_after_seconds and r["stopped_at"] is None
-        states.append({
-            "account": r["account"],
-            "folder": r["folder"],
-            "connected": bool(r["flag"]) and alive,
-            "connected_by": r["connected_by"],
-            "connected_by_host": r["host"],
-            "heartbeat_age_seconds": None if age is None else round(age, 1),
-            "last_sync_at": r["last_sync_at"].isoformat() if r["last_sync_at"] else None,
-            "last_error": r["last_error"],
-            "last_error_at": r["last_error_at"].isoformat() if r["last_error_at"] else None,
-        })
-    return states
+        rows = instances.folder_states(session, stale_after_seconds)
+    keys = ("account", "folder", "connected", "connected_by", "connected_by_host", "last_error")
+    return [{
+        **{key: r[key] for key in keys},
+        "heartbeat_age_seconds": None if r["heartbeat_age_seconds"] is None else round(r["heartbeat_age_seconds"], 1),
+        "last_sync_at": r["last_sync_at"].isoformat() if r["last_sync_at"] else None,
+        "last_error_at": r["last_error_at"].isoformat() if r["last_error_at"] else None,
+    } for r in rows]
 
 
 def backlog(db: Database) -> dict[str, object]:

@@ -26,7 +26,7 @@ import uuid
 from contextlib import suppress
 
 from daemon.config import Settings
-from daemon.db import queue
+from daemon.db import instances
 from daemon.db.session import Database
 from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
@@ -148,8 +148,8 @@ class Service:
         while not self.beats_stop.wait(self.settings.pipeline.heartbeat_seconds):
             try:
                 with self.db.session() as session:
-                    queue.heartbeat(session, self.instance, self.host, self.pid)
-                    released = queue.release_stale_instance_leases(session, self.stale_after_seconds)
+                    instances.heartbeat(session, self.instance, self.host, self.pid)
+                    released = instances.release_stale_leases(session, self.stale_after_seconds)
                 backlog(self.db)  # keeps the backlog gauges of /metrics current
                 if released:
                     log.info("released %d message lease(s) held by a daemon that stopped beating", released)
@@ -172,8 +172,8 @@ class Service:
             loop.call_soon_threadsafe(self._wake_workers)
 
         with self.db.session() as session:
-            queue.register_instance(session, self.instance, self.host, self.pid)
-            released = queue.release_stale_instance_leases(session, self.stale_after_seconds)
+            instances.register(session, self.instance, self.host, self.pid)
+            released = instances.release_stale_leases(session, self.stale_after_seconds)
         log.info("instance %s (host %s, pid %d)", self.instance, self.host, self.pid)
         if released:
             log.info("released %d message lease(s) left by a daemon that is gone", released)
@@ -243,7 +243,7 @@ class Service:
         heartbeat.join(10)
         try:
             with self.db.session() as session:
-                queue.stop_instance(session, self.instance)
+                instances.stop(session, self.instance)
         except Exception as exc:  # the leases then run out, and the heartbeat goes stale
             log.warning("could not record the stop: %s", describe_error(exc))
         log.info("stopped")

@@ -12,21 +12,7 @@ from typing import cast
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# "connected" is believed only while the daemon instance that set it still beats: after a kill -9
-# the stored flag stays true, the heartbeat does not.
-FOLDERS_SQL = text(
-    """
-    SELECT a.name AS account, f.name AS folder,
-           COALESCE(f.connected AND i.stopped_at IS NULL
-                    AND i.heartbeat_at > now() - make_interval(secs => :stale_after), false) AS connected,
-           f.connected_by, f.uidvalidity, f.last_uid,
-           f.highest_modseq, f.last_sync_at, f.last_error, f.last_error_at,
-           f.start_uid, f.start_from, f.started_at
-      FROM folders f JOIN accounts a ON a.id = f.account_id
-      LEFT JOIN instances i ON i.id = f.connected_by
-     ORDER BY a.name, f.name
-    """
-)
+from daemon.db import instances
 
 STAGES_SQL = text(
     """
@@ -53,7 +39,7 @@ ERRORS_SQL = text(
 def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, list[dict[str, object]]]:
     """Everything ``mailsense status`` shows; a heartbeat older than ``stale_after_seconds`` is a dead daemon."""
     return {
-        "folders": [dict(r._mapping) for r in session.execute(FOLDERS_SQL, {"stale_after": stale_after_seconds})],
+        "folders": [dict(r) for r in instances.folder_states(session, stale_after_seconds)],
         "stages": [dict(r._mapping) for r in session.execute(STAGES_SQL)],
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
     }

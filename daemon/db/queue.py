@@ -7,7 +7,7 @@ so the (possibly slow) stage runs outside any transaction. Every write after the
 Leases are renewed (``renew``) while the batch runs, so a batch may take longer than
 ``lease_seconds`` without another worker taking it over. A worker that dies leaves a lease that
 simply expires, or is released at once when the daemon it belonged to is seen to be gone
-(``release_stale_instance_leases``: owners are ``<instance id>/<worker>``, and instances
+(``daemon.db.instances.release_stale_leases``: owners are ``<instance id>/<worker>``, and instances
 heartbeat in the ``instances`` table).
 
 ``claims`` counts the claims at the current stage. A message that kills its worker never has
@@ -253,63 +253,3 @@ def requeue(session: Session, message_ids: Sequence[int] | None = None) -> int:
         return _rowcount(session.execute(REQUEUE_SQL, {"ids": list(message_ids) if message_ids else None}))
 
 
-# -- daemon instances ---------------------------------------------------------------------------
-# Host name and pid do not tell daemons apart (two containers may both be mail-1, pid 7), so each
-# daemon start registers a random id and keeps its heartbeat_at moving; lease owners start with it.
-
-# An upsert: it also puts the row back if it was cleaned away while this daemon was paused (a suspended VM).
-HEARTBEAT_SQL = text(
-    """
-    INSERT INTO instances (id, host, pid) VALUES (:id, :host, :pid)
-    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL
-    """
-)
-
-STOP_INSTANCE_SQL = text("UPDATE instances SET stopped_at = now(), heartbeat_at = now() WHERE id = :id")
-
-# Leases only exist on messages at a pipeline stage, which the partial index ix_messages_claimable
-# covers, so this stays cheap however many messages are done. The claim is not taken back: the
-# holder died with the message in hand, which is what counting claims is for.
-RELEASE_STALE_SQL = text(
-    """
-    UPDATE messages AS m
-       SET lease_owner = NULL, lease_until = NULL
-      FROM instances AS i
-     WHERE m.stage NOT IN ('done', 'quarantined', 'parked')
-       AND m.lease_owner IS NOT NULL AND m.lease_until > now()
-       AND split_part(m.lease_owner, '/', 1) = i.id
-       AND (i.stopped_at IS NOT NULL OR i.heartbeat_at < now() - make_interval(secs => :stale))
-    """
-)
-
-FORGET_INSTANCES_SQL = text(
-    "DELETE FROM instances WHERE heartbeat_at < now() - make_interval(days => :days)"
-)
-
-
-def register_instance(session: Session, instance_id: str, host: str, pid: int) -> None:
-    """Record a daemon start (host and pid for people; the id is what counts); commits."""
-    with session.begin():
-        session.execute(HEARTBEAT_SQL, {"id": instance_id, "host": host, "pid": pid})
-        session.execute(FORGET_INSTANCES_SQL, {"days": 30})
-
-
-def heartbeat(session: Session, instance_id: str, host: str, pid: int) -> None:
-    """This daemon is alive; commits."""
-    with session.begin():
-        session.execute(HEARTBEAT_SQL, {"id": instance_id, "host": host, "pid": pid})
-
-
-def stop_instance(session: Session, instance_id: str) -> None:
-    """A clean stop: leases this daemon still holds (abandoned batches) may be taken at once; commits."""
-    with session.begin():
-        session.execute(STOP_INSTANCE_SQL, {"id": instance_id})
-
-
-def release_stale_instance_leases(session: Session, stale_after_seconds: float) -> int:
-    """Free the leases of daemons that stopped or whose heartbeat is older than ``stale_after_seconds``.
-
-    Owners that name no known instance (tests, older daemons) are left to run out by themselves.
-    """
-    with session.begin():
-        return _rowcount(session.execute(RELEASE_STALE_SQL, {"stale": stale_after_seconds}))

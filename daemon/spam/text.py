@@ -70,9 +70,9 @@ class TextSettings:
     (list mail about SpamAssassin) and 1 test spam, which the transformer then took for ham."""
 
     recover_lost_text: bool = True
-    """Read text the first versions lost: a rule line inside the message no longer cuts it as a footer,
+    """Read text that would otherwise be lost: a rule line inside the message does not cut it as a footer,
     a forward's quote is read when the message has no words of its own, and ``mailto:`` links keep only
-    their domain. Versions saved before it existed keep the old text."""
+    their domain. Model versions saved without this setting keep reading text as they were trained."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy import text
 
-from daemon.db import queue
+from daemon.db import instances
 from daemon.db.session import Database
 from daemon.ingest.store import ensure_account, store_message
 from tests.helpers import make_message, wait_for
@@ -53,7 +53,7 @@ def test_only_the_leases_of_a_stale_or_stopped_instance_are_released(db):
     stopped_msg = add_leased(db, f"{stopped}/w0", "stopped")
     foreign_msg = add_leased(db, "some-test-worker", "no instance row")  # left to expire
     with db.session() as s:
-        released = queue.release_stale_instance_leases(s, stale_after_seconds=30)
+        released = instances.release_stale_leases(s, stale_after_seconds=30)
     assert released == 2
     assert owners(db) == {live_msg: f"{live}/w0", stale_msg: None, stopped_msg: None,
                           foreign_msg: "some-test-worker"}
