@@ -191,43 +191,47 @@ class Worker:
         return True
 
     def _process(self, stage_name: str, ids: list[int]) -> None:
-        stage = self.pipeline.stages.get(stage_name)
         started = time.monotonic()
         batch = Batch(stage_name, tuple(ids), started, started + self.settings.lease_seconds * len(ids))
         self.current = batch
         try:
             with self.db.session() as session, LeaseKeeper(self.db, batch, self.name, self.settings.lease_seconds):
-                if stage is None:  # switched off: pass through
-                    outcomes = {i: Outcome.next() for i in ids}
-                else:
-                    messages = list(
-                        # raw is loaded only by a stage that reads it (parse), one message at a time:
-                        # a batch of 32 with 20 MB attachments must not sit in memory at once.
-                        session.execute(
-                            select(Message).options(defer(Message.raw)).where(Message.id.in_(ids)).order_by(Message.id)
-                        ).scalars()
-                    )
-                    session.commit()  # end the read; the stage starts its own transactions
-                    try:
-                        outcomes = stage.process(session, messages)
-                        if session.in_transaction():
-                            session.commit()
-                        self.pipeline.dependency_up(stage_name)
-                    except DependencyDown as down:
-                        if session.in_transaction():
-                            session.rollback()
-                        self._wait_for_dependency(session, stage_name, ids, down)
-                        return
-                    except Exception as exc:
-                        if session.in_transaction():
-                            session.rollback()
-                        error = describe_error(exc)
-                        log.warning("stage %s failed on a batch of %d: %s", stage_name, len(ids), error)
-                        outcomes = {i: Outcome.retry(error) for i in ids}
+                outcomes = self._run_stage(session, stage_name, ids)
+                if outcomes is None:
+                    return
                 STAGE_SECONDS.labels(stage_name).observe(time.monotonic() - started)
                 self._record(session, stage_name, ids, outcomes)
         finally:
             self.current = None
+
+    def _run_stage(self, session: Session, stage_name: str, ids: list[int]) -> dict[int, Outcome] | None:
+        """The stage's outcome per message, or None when its service is down and the batch went back."""
+        stage = self.pipeline.stages.get(stage_name)
+        if stage is None:  # switched off: pass through
+            return {i: Outcome.next() for i in ids}
+        # raw is loaded only by a stage that reads it (parse), one message at a time:
+        # a batch of 32 with 20 MB attachments must not sit in memory at once.
+        messages = list(session.execute(
+            select(Message).options(defer(Message.raw)).where(Message.id.in_(ids)).order_by(Message.id)
+        ).scalars())
+        session.commit()  # end the read; the stage starts its own transactions
+        try:
+            outcomes = stage.process(session, messages)
+            if session.in_transaction():
+                session.commit()
+            self.pipeline.dependency_up(stage_name)
+            return outcomes
+        except DependencyDown as down:
+            if session.in_transaction():
+                session.rollback()
+            self._wait_for_dependency(session, stage_name, ids, down)
+            return None
+        except Exception as exc:
+            if session.in_transaction():
+                session.rollback()
+            error = describe_error(exc)
+            log.warning("stage %s failed on a batch of %d: %s", stage_name, len(ids), error)
+            return {i: Outcome.retry(error) for i in ids}
 
     def _wait_for_dependency(self, session: Session, stage_name: str, ids: list[int], down: DependencyDown) -> None:
         """The stage's service is down: keep what finished, give the rest back uncounted, let the stage wait."""
