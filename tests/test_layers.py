@@ -21,12 +21,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mail", "imap"),  # bytes and text of mail; talking to a mailbox
     ("pipeline", "spam", "kb"),  # the stage protocol and workers; the spam model; the knowledge base
     ("ingest", "parse", "classify", "filing", "drafts", "training"),  # one package per stage, and training
-    ("learning", "review", "delivery"),  # labels and retraining; a person's review; replies reaching the mailbox
-    ("stages", "schedule", "web", "status", "health", "service", "cli"),  # wiring and commands
+    ("stages", "status", "health", "service", "cli"),  # wiring and commands
 )
 SAME_LAYER = {("logs", "errors"), ("health", "metrics"), ("cli", "service"), ("cli", "status"), ("service", "health"),
-              ("service", "stages"), ("config", "errors"),
-              ("service", "schedule"), ("service", "web"), ("cli", "web"), ("status", "schedule")}
+              ("service", "stages"), ("config", "errors")}
 
 
 def package_of(module: str) -> str | None:
