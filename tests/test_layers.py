@@ -21,10 +21,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mail", "imap"),  # bytes and text of mail; talking to a mailbox
     ("pipeline", "spam", "kb"),  # the stage protocol and workers; the spam model; the knowledge base
     ("ingest", "parse", "classify", "filing", "drafts", "training"),  # one package per stage, and training
-    ("stages", "status", "health", "service", "cli"),  # wiring and commands
+    ("learning", "review", "delivery"),  # labels and retraining; a person's review of drafts; replies sent
+    ("stages", "status", "health", "service", "cli", "schedule", "web"),  # wiring and commands
 )
 SAME_LAYER = {("logs", "errors"), ("health", "metrics"), ("cli", "service"), ("cli", "status"), ("service", "health"),
-              ("service", "stages"), ("config", "errors")}
+              ("service", "stages"), ("config", "errors"), ("service", "schedule"), ("service", "web"),
+              ("cli", "web"), ("cli", "schedule"), ("status", "schedule"), ("schedule", "stages")}
 
 
 def package_of(module: str) -> str | None:
