@@ -167,6 +167,12 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        # Before anything starts: a missing password or a port in use stops the start with the key named.
+        review_page = None
+        if self.settings.web.enabled:
+            from daemon.web.server import ReviewServer  # uvicorn and the templates only when wanted
+
+            review_page = ReviewServer(self.settings, self.db)
 
         def wake_from_thread() -> None:
             loop.call_soon_threadsafe(self._wake_workers)
@@ -207,6 +213,9 @@ class Service:
         if self.settings.daemon.health_port:
             health_server = await serve_health("127.0.0.1", self.settings.daemon.health_port, self.health)
 
+        if review_page is not None:
+            await review_page.start()
+
         worker_tasks = [asyncio.create_task(w.run(self.stop), name=w.name) for w in self.workers]
         watchdog = asyncio.create_task(self._watchdog())
         log.info("running: %d folder watcher(s), %d worker(s), stages %s", len(watchers), len(self.workers),
@@ -219,6 +228,8 @@ class Service:
             await asyncio.to_thread(controller.stop)
         if health_server is not None:
             health_server.close()
+        if review_page is not None:
+            await review_page.stop()
         timeout = self.settings.daemon.shutdown_timeout
         _, pending = await asyncio.wait(worker_tasks, timeout=timeout)
         for task in pending:

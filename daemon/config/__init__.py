@@ -20,32 +20,19 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+# ConfigError and read_secret_file live in base so that section modules can use them; imported from here.
+from daemon.config.base import ConfigError as ConfigError
 from daemon.config.base import Section
+from daemon.config.base import read_secret_file as read_secret_file
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
 from daemon.config.spam import AccountSpamSettings, SpamSettings
+from daemon.config.web import WebSettings
 
 ENV_PREFIX = "MAILSENSE_"
 DEFAULT_CONFIG_PATHS = (Path("/etc/mailsense/mailsense.toml"),)
 SERVICE_STATE_DIR = Path("/var/lib/mailsense")  # the systemd unit's StateDirectory=mailsense
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the admin: key, what is wrong, how to fix it."""
-
-
-def read_secret_file(key: str, configured: str) -> str:
-    """A secret from a file, read when needed so a rotated credential is picked up.
-
-    ``$CREDENTIALS_DIRECTORY`` (where systemd's ``LoadCredential=`` puts secrets) and other
-    variables in the path are expanded; an error names the key, never the content.
-    """
-    path = Path(os.path.expandvars(configured))
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror} (is the credential loaded?)") from None
 
 
 class TLSMode(StrEnum):
@@ -204,6 +191,7 @@ class Settings(Section):
     spam: SpamSettings = Field(default_factory=SpamSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     drafts: DraftSettings = Field(default_factory=DraftSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("accounts")
     @classmethod
@@ -244,6 +232,12 @@ class Settings(Section):
         for account in self.accounts:
             account.password()
             count += 1
+        if self.web.enabled:
+            self.web.password()
+            count += 1
+            if self.web.secret_key_file:
+                read_secret_file("web.secret_key_file", self.web.secret_key_file)
+                count += 1
         return count
 
 

@@ -73,6 +73,22 @@ def strip_quoted(body: str) -> str:
     return "\n".join(kept)
 
 
+def split_quoted(body: str) -> tuple[str, str]:
+    """The new text and the quoted history below it (from the first reply header or trailing ``>`` block).
+
+    For showing a message with its history folded away; unlike ``strip_quoted`` nothing is dropped.
+    """
+    lines = body.replace("\r\n", "\n").split("\n")
+    start = next((i for i in range(len(lines)) if _is_reply_header(lines, i)), None)
+    if start is None:  # no reply header: only a block of ">" lines at the end counts as history
+        start = len(lines)
+        while start > 0 and (lines[start - 1].lstrip().startswith(">") or not lines[start - 1].strip()):
+            start -= 1
+        if not any(line.lstrip().startswith(">") for line in lines[start:]):
+            start = len(lines)
+    return "\n".join(lines[:start]).rstrip(), "\n".join(lines[start:]).strip("\n")
+
+
 def _is_reply_header(lines: list[str], i: int) -> bool:
     line = lines[i]
     if any(p.match(line) for p in _REPLY_HEADERS):
