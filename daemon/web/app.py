@@ -282,7 +282,8 @@ async def save_edit(request: Request) -> Response:
 
 async def approve(request: Request) -> Response:
     def act(session: Any, draft_id: int, reviewer: str, form: FormData) -> Any:
-        return actions.approve(session, draft_id, reviewer, text=form_text(form, "text") or None)
+        # Always the text as shown: unchanged, it does not count as an edit; emptied, it is refused.
+        return actions.approve(session, draft_id, reviewer, text=form_text(form, "text"))
 
     return await _decide(request, "approved", act, lambda form: "approved; it will be delivered.")
 
