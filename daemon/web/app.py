@@ -44,6 +44,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "mailsense_review"
 PUBLIC_PATHS = ("/login", "/style.css")
 QUEUE_FILTERS = {"": "Waiting for review", "pending": "Drafted", "needs_human": "Needs a person"}
+QUEUE_LIMIT = 500  # drafts listed at most; a longer queue is better worked through with SQL or the CLI
 MAX_TEXT_CHARS = 100_000  # a reply, not a book: refuse larger posts before they reach the database
 SECURITY_HEADERS = [
     # Nothing but our own stylesheet and forms; no scripts at all, no framing, no caching of customer mail.
@@ -214,7 +215,8 @@ async def queue_page(request: Request) -> Response:
 
     def load() -> list[Any]:
         with site.db.session() as session:
-            return list(queue.list_queue(session, status=status or None, limit=200))
+            items = queue.list_queue(session, status=status or None, limit=QUEUE_LIMIT)
+        return sorted(items, key=lambda item: (item.created_at, item.draft_id), reverse=True)  # newest first
 
     items = await run_in_threadpool(load)
     return render(request, "queue.html", {"items": items, "status": status, "filters": QUEUE_FILTERS})

@@ -18,7 +18,7 @@ from daemon.config import ConfigError, Settings
 from daemon.db.session import Database
 from daemon.web.app import SESSION_COOKIE, build_app
 from daemon.web.security import SECRET_KEY_NAME, LoginThrottle
-from tests.web.conftest import PASSWORD, PASSWORD_ENV, Drafts
+from tests.web.conftest import PASSWORD, PASSWORD_ENV, WIFI_DRAFT, Drafts
 
 ORIGIN = "http://localhost:8080"
 
@@ -124,7 +124,7 @@ def test_a_post_from_another_origin_is_refused_even_with_the_token(client, db, d
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "http://localhost:9999"},
                     {"Origin": "https://localhost:8080"}, {"Origin": "null"},
                     {"Origin": "", "Referer": "http://evil.example/page"}):
-        response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token}, headers=headers,
+        response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token, "text": "x"}, headers=headers,
                                follow_redirects=False)
         assert response.status_code == 403, headers
     # Neither Origin nor Referer: refused too (a browser always sends Origin on a form POST).
@@ -133,7 +133,7 @@ def test_a_post_from_another_origin_is_refused_even_with_the_token(client, db, d
     assert response.status_code == 403
     assert row(db, drafts.wifi) == before
     # Our own Referer without Origin is accepted.
-    response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token},
+    response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token, "text": WIFI_DRAFT},
                            headers={"Referer": f"{ORIGIN}/drafts/{drafts.wifi}"}, follow_redirects=False)
     assert response.status_code == 303
     assert row(db, drafts.wifi)["status"] == "approved"
