@@ -2,16 +2,18 @@
 
 The page is served by the same ``ReviewServer`` that ``mailsense run`` uses, on a free loopback
 port, against the embedded Postgres. The browser logs in, opens a draft, edits and approves it,
-rejects another with a reason; the test then reads the rows. A screenshot of the draft page is
-written to docs/review-page.png for the README.
+rejects another with a reason; the test then reads the rows. It screenshots the draft page into its
+temporary directory; with ``MAILSENSE_UPDATE_SCREENSHOT=1`` into docs/review-page.png (the README's picture).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -20,7 +22,7 @@ from daemon.config import Settings
 from daemon.db.session import Database
 from daemon.web.server import ReviewServer
 from tests.helpers import REPO, free_port
-from tests.web.conftest import PASSWORD, Drafts
+from tests.web.conftest import PASSWORD, WIFI_DRAFT, Drafts
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -71,7 +73,8 @@ def rows(db: Database) -> dict[int, dict[str, object]]:
         return {r["id"]: dict(r) for r in result}
 
 
-def test_a_reviewer_edits_and_approves_one_draft_and_rejects_another(page_url, browser, db, drafts: Drafts):
+def test_a_reviewer_edits_and_approves_one_draft_and_rejects_another(page_url, browser, db, drafts: Drafts,
+                                                                     tmp_path: Path):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
 
@@ -102,7 +105,9 @@ def test_a_reviewer_edits_and_approves_one_draft_and_rejects_another(page_url, b
     history = page.locator("details.history")
     assert not history.evaluate("d => d.open") and "Refunds are paid" not in message.inner_text()
     assert "Unplug the router, wait thirty seconds" in page.inner_text("section.sources")
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot = SCREENSHOT if os.environ.get("MAILSENSE_UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
 
     # Edit, save, then approve with a further change.
     edited = page.input_value("#text").replace("Hello Maria,", "Hi Maria,")
@@ -131,6 +136,11 @@ def test_a_reviewer_edits_and_approves_one_draft_and_rejects_another(page_url, b
     assert "Nothing is waiting for review" in page.inner_text("main")
 
     after = rows(db)
-    assert after[drafts.wifi]["status"] == "approved" and after[drafts.wifi]["text"] == final
-    assert after[drafts.refund]["status"] == "rejected"
+    wifi, refund = after[drafts.wifi], after[drafts.refund]
+    assert wifi["status"] == "approved" and wifi["text"] == final
+    assert wifi["reviewed_by"] == "ann" and wifi["reviewed_at"] is not None
+    assert wifi["edited_by_human"] and wifi["generated_text"] == WIFI_DRAFT
+    assert 0.8 < wifi["edit_similarity"] < 1.0
+    assert refund["status"] == "rejected" and refund["reject_reason"] == "answered by phone"
+    assert refund["reviewed_by"] == "ann" and refund["text"] is None
     context.close()

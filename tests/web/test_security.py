@@ -165,6 +165,10 @@ def test_decisions_show_their_outcome_and_review_errors_reach_the_person(client,
     assert 'role="alert"' in response.text and "My own reply" in response.text
     assert row(db, drafts.refund)["status"] == "rejected"
     assert client.get("/drafts/999999").status_code == 404
+    # An emptied text is not approved, and the draft's own text is not approved in its place.
+    response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token, "text": "  \n"})
+    assert response.status_code == 409 and "the reply text is empty" in response.text
+    assert row(db, drafts.wifi) == {"status": "pending", "text": WIFI_DRAFT}
 
 
 def test_the_session_key_is_generated_once_and_kept_private(web_settings, db, state_dir):
