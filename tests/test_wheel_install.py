@@ -131,6 +131,8 @@ def test_wheel_install_migrates_and_reports_status(scratch: Path) -> None:
     expected |= {"daemon/migrations/" + p.relative_to(src / "migrations").as_posix() for p in migrations}
     expected |= {p.relative_to(src).as_posix() for p in (src / "daemon" / "db" / "vendor").glob("*.tar.gz")}
     expected.add("daemon/data/demo.mbox")
+    web = src / "daemon" / "web"  # the review page's templates and stylesheet
+    expected |= {p.relative_to(src).as_posix() for p in [*web.glob("templates/*.html"), *web.glob("static/*.css")]}
     assert {"daemon/migrations/env.py", "daemon/migrations/script.py.mako"} <= expected
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)}"
     assert not [n for n in names if n.startswith("migrations/")], "migrations/ must not be a top-level package"

@@ -36,6 +36,7 @@ from daemon.db.session import Database
 from daemon.kb.query import split_quoted
 from daemon.review import actions, queue
 from daemon.review.actions import ReviewError
+from daemon.review.schema import AWAITING_REVIEW
 from daemon.web import security
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,7 @@ async def _show_draft(request: Request, draft_id: int, *, error: str | None = No
         "text": detail.text if text is None else text,
         "reject_reason": reason,
         "error": error,
+        "awaiting": AWAITING_REVIEW,
     }, status_code=status_code)
 
 

@@ -161,9 +161,12 @@ def test_decisions_show_their_outcome_and_review_errors_reach_the_person(client,
     assert row(db, drafts.refund)["status"] == "rejected"
     # Approving a rejected draft is refused by the review rules; the page says why and keeps the text.
     response = client.post(f"/drafts/{drafts.refund}/approve", data={"csrf": token, "text": "My own reply"})
-    assert response.status_code == 409
-    assert 'role="alert"' in response.text and "My own reply" in response.text
+    assert response.status_code == 409 and 'role="alert"' in response.text
+    assert "cannot change status from rejected to approved (rejected is final)" in response.text
     assert row(db, drafts.refund)["status"] == "rejected"
+    # A decided draft is shown with the decision, without the forms.
+    page = client.get(f"/drafts/{drafts.refund}").text
+    assert "answered by phone" in page and "Decided by" in page and "ann" in page and "<textarea" not in page
     assert client.get("/drafts/999999").status_code == 404
     # An emptied text is not approved, and the draft's own text is not approved in its place.
     response = client.post(f"/drafts/{drafts.wifi}/approve", data={"csrf": token, "text": "  \n"})
