@@ -329,7 +329,7 @@ def build_app(settings: Settings, db: Database) -> Starlette:
         Route("/style.css", stylesheet, methods=["GET"]),
     ]
     middleware = [
-        Middleware(TrustedHostMiddleware, allowed_hosts=security.allowed_hosts(web)),
+        Middleware(TrustedHostMiddleware, allowed_hosts=security.allowed_hosts(web), www_redirect=False),
         Middleware(SessionMiddleware, secret_key=site.secret_key, session_cookie=SESSION_COOKIE,
                    max_age=int(web.session_hours * 3600), same_site="strict", https_only=False),
         Middleware(Guard, site=site),

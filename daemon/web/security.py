@@ -109,7 +109,8 @@ def same_origin(origin: str | None, referer: str | None, scheme: str, host: str)
 def allowed_hosts(settings: WebSettings) -> list[str]:
     """Host names the page answers to; any other ``Host`` header gets 400 (DNS rebinding)."""
     names = [*LOOPBACK_HOSTS, settings.host, *settings.allowed_hosts]
-    return list(dict.fromkeys(n for n in names if n not in ("0.0.0.0", "::")))
+    names = [f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names]  # IPv6 as in a Host header
+    return list(dict.fromkeys(n.lower() for n in names if n not in ("0.0.0.0", "[::]")))
 
 
 class LoginThrottle:

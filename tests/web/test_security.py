@@ -196,3 +196,13 @@ def test_the_throttle_forgets_old_failures():
     assert throttle.wait_seconds("a", now=2) == pytest.approx(58)
     assert throttle.wait_seconds("b", now=2) == 0
     assert throttle.wait_seconds("a", now=61) == 0
+
+
+def test_the_allowed_host_names_are_loopback_the_listen_address_and_configured_ones():
+    from daemon.config.web import WebSettings
+    from daemon.web.security import allowed_hosts
+
+    assert allowed_hosts(WebSettings()) == ["localhost", "127.0.0.1", "[::1]"]
+    assert allowed_hosts(WebSettings(host="::", allowed_hosts=["Review.example.com"])) == [
+        "localhost", "127.0.0.1", "[::1]", "review.example.com"]
+    assert "10.0.0.5" in allowed_hosts(WebSettings(host="10.0.0.5"))
