@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -238,10 +239,8 @@ async def _show_draft(request: Request, draft_id: int, *, error: str | None = No
     site = site_of(request)
     try:
         detail = await run_in_threadpool(_load_detail, site, draft_id)
-    except ReviewError as exc:
+    except ReviewError as exc:  # there is no such draft
         raise HTTPException(404, str(exc)) from None
-    if detail is None:
-        raise HTTPException(404, f"there is no draft {draft_id}")
     new_text, history = split_quoted(detail.message_text or "")
     return render(request, "draft.html", {
         "d": detail,
@@ -254,8 +253,11 @@ async def _show_draft(request: Request, draft_id: int, *, error: str | None = No
     }, status_code=status_code)
 
 
-async def _decide(request: Request, what: str, act: Callable[[Any, int, str, FormData], Any],
-                  outcome: Callable[[FormData], str]) -> Response:
+ReviewAction = Callable[[Session, int, str, FormData], object]
+"""One of ``daemon.review.actions`` applied to (session, draft id, reviewer, the posted form)."""
+
+
+async def _decide(request: Request, what: str, act: ReviewAction, outcome: str) -> Response:
     """Run one review action in its own transaction; show the outcome on the queue or the error on the draft."""
     site = site_of(request)
     draft_id = int(request.path_params["draft_id"])
@@ -272,7 +274,7 @@ async def _decide(request: Request, what: str, act: Callable[[Any, int, str, For
         return await _show_draft(request, draft_id, error=str(exc), text=form_text(form, "text"),
                                  reason=form_text(form, "reason"), status_code=409)
     log.info("review page: %s %s draft %d", reviewer, what, draft_id)
-    request.session["flash"] = {"kind": "ok", "text": f"Draft {draft_id}: {outcome(form)}"}
+    request.session["flash"] = {"kind": "ok", "text": f"Draft {draft_id}: {outcome}"}
     return RedirectResponse("/", status_code=303)
 
 
@@ -280,23 +282,23 @@ async def save_edit(request: Request) -> Response:
     return await _decide(
         request, "edited",
         lambda s, i, who, form: actions.edit(s, i, who, form_text(form, "text")),
-        lambda form: "your edit is saved; it still waits for approval.",
+        "your edit is saved; it still waits for approval.",
     )
 
 
 async def approve(request: Request) -> Response:
-    def act(session: Any, draft_id: int, reviewer: str, form: FormData) -> Any:
+    def act(session: Session, draft_id: int, reviewer: str, form: FormData) -> object:
         # Always the text as shown: unchanged, it does not count as an edit; emptied, it is refused.
         return actions.approve(session, draft_id, reviewer, text=form_text(form, "text"))
 
-    return await _decide(request, "approved", act, lambda form: "approved; it will be delivered.")
+    return await _decide(request, "approved", act, "approved.")
 
 
 async def reject(request: Request) -> Response:
     return await _decide(
         request, "rejected",
         lambda s, i, who, form: actions.reject(s, i, who, reason=form_text(form, "reason").strip()),
-        lambda form: "rejected; nothing will be sent.",
+        "rejected; nothing will be sent.",
     )
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from daemon.config import ConfigError, Settings
+from daemon.config.web import WebSettings
 from daemon.db.session import Database
 from daemon.web.app import SESSION_COOKIE, build_app
-from daemon.web.security import SECRET_KEY_NAME, LoginThrottle
+from daemon.web.security import SECRET_KEY_NAME, LoginThrottle, allowed_hosts
 from tests.web.conftest import PASSWORD, PASSWORD_ENV, WIFI_DRAFT, Drafts
 
 ORIGIN = "http://localhost:8080"
@@ -199,9 +200,6 @@ def test_the_throttle_forgets_old_failures():
 
 
 def test_the_allowed_host_names_are_loopback_the_listen_address_and_configured_ones():
-    from daemon.config.web import WebSettings
-    from daemon.web.security import allowed_hosts
-
     assert allowed_hosts(WebSettings()) == ["localhost", "127.0.0.1", "[::1]"]
     assert allowed_hosts(WebSettings(host="::", allowed_hosts=["Review.example.com"])) == [
         "localhost", "127.0.0.1", "[::1]", "review.example.com"]
