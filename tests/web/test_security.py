@@ -75,7 +75,7 @@ def test_the_login_sets_a_strict_http_only_cookie_and_the_queue_shows_the_drafts
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     page = client.get("/")
-    assert page.status_code == 200
+    assert page.status_code == 200 and "unsure" not in page.text
     assert "Wifi keeps dropping" in page.text and "Refund for order 5521" in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
     assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
@@ -204,3 +204,13 @@ def test_the_allowed_host_names_are_loopback_the_listen_address_and_configured_o
     assert allowed_hosts(WebSettings(host="::", allowed_hosts=["Review.example.com"])) == [
         "localhost", "127.0.0.1", "[::1]", "review.example.com"]
     assert "10.0.0.5" in allowed_hosts(WebSettings(host="10.0.0.5"))
+
+
+def test_mail_the_spam_filter_is_unsure_about_is_marked(client, db, drafts):
+    with db.session() as s, s.begin():
+        s.execute(text("UPDATE messages SET spam_verdict = 'unsure', spam_score = 0.55 "
+                       "WHERE id = (SELECT message_id FROM drafts WHERE id = :id)"), {"id": drafts.refund})
+    log_in(client)
+    assert '<span class="badge unsure">unsure</span> 0.55' in client.get("/").text
+    assert "the spam filter is unsure" in client.get(f"/drafts/{drafts.refund}").text
+    assert "the spam filter is unsure" not in client.get(f"/drafts/{drafts.wifi}").text
