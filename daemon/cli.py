@@ -59,11 +59,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.no_migrate:
         check_vectors(db)
     if args.demo and not settings.accounts and not settings.smtp_ingress.enabled:
-        from daemon.ingest.importer import demo_mbox, import_paths
+        from daemon.review.demo import prepare_demo
 
-        counts = import_paths(db, "demo", [demo_mbox()])
-        log.info("no account configured: imported the bundled demo messages (%s); see `mailsense status`",
-                 ", ".join(f"{k} {v}" for k, v in counts.items()))
+        settings = prepare_demo(settings, db)  # sample mail, customer questions, a small KB; drafting on
     try:
         return asyncio.run(Service(settings, db).run())
     finally:
@@ -216,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon until SIGTERM")
     run.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
     run.add_argument("--demo", action="store_true",
-                     help="with no account configured, import the bundled sample messages first")
+                     help="with no account configured: import the bundled sample messages and customer questions, "
+                     "load a small demo knowledge base and draft replies")
     run.set_defaults(handler=cmd_run)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)

@@ -32,7 +32,7 @@ from daemon.drafts.backends.base import Backend, BackendError
 from daemon.drafts.compose import Composer, Composition
 from daemon.drafts.eligibility import MailFacts, Rules, Skip, skip
 from daemon.drafts.tables import REWRITABLE, STAGE_WRITER, WRITER_SETTING, Draft, DraftSkip
-from daemon.drafts.threads import Thread, supersede_older, thread_key_for, thread_of
+from daemon.drafts.threads import Thread, supersede_if_newer_exists, supersede_older, thread_key_for, thread_of
 from daemon.errors import describe_error
 from daemon.kb.query import build_query
 from daemon.kb.search import SearchHit, search, search_params
@@ -289,4 +289,8 @@ def save(session: Session, message_id: int, c: Composition, thread: Thread | Non
     draft_id = session.execute(upsert).scalar_one_or_none()
     if draft_id is None:
         return None
+    newer = supersede_if_newer_exists(session, message_id, draft_id, key)
+    if newer is not None:
+        log.info("message %d: draft superseded at once by draft %d of a later message in the thread", message_id, newer)
+        return []
     return supersede_older(session, message_id, draft_id, key, thread)

@@ -69,6 +69,20 @@ RETURNING d.id
 """)
 
 
+# Drafted out of order (a retry, two workers): a newer message of the thread already has a draft,
+# so this one is superseded at once.
+_SUPERSEDED_BY_NEWER_SQL = text("""
+UPDATE drafts d SET status = 'superseded', superseded_by = newer.id
+FROM (SELECT d2.id FROM drafts d2 JOIN messages m2 ON m2.id = d2.message_id, messages this
+      WHERE this.id = :message_id AND d2.id <> :draft_id AND m2.account_id = this.account_id
+        AND d2.thread_key = :thread_key AND d2.status <> 'superseded'
+        AND (coalesce(m2.sent_at, m2.received_at), m2.id) > (coalesce(this.sent_at, this.received_at), this.id)
+      ORDER BY m2.id DESC LIMIT 1) newer
+WHERE d.id = :draft_id AND d.status IN ('pending', 'needs_human')
+RETURNING newer.id
+""")
+
+
 def thread_key_for(session: Session, message_id: int, thread: Thread) -> str | None:
     """The key of the conversation: that of a draft for a message this one answers, else the root."""
     if thread.references:
@@ -89,3 +103,13 @@ def supersede_older(session: Session, message_id: int, draft_id: int, thread_key
         "draft_id": draft_id, "message_id": message_id, "thread_key": thread_key, "refs": list(thread.references),
     })
     return [int(r) for r in rows.scalars()]
+
+
+def supersede_if_newer_exists(session: Session, message_id: int, draft_id: int, thread_key: str | None) -> int | None:
+    """Supersede ``draft_id`` itself when a later message of its thread has a draft; that draft's id."""
+    if thread_key is None:
+        return None
+    newer = session.execute(_SUPERSEDED_BY_NEWER_SQL, {
+        "draft_id": draft_id, "message_id": message_id, "thread_key": thread_key,
+    }).scalar_one_or_none()
+    return None if newer is None else int(newer)

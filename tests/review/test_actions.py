@@ -90,3 +90,22 @@ def test_an_sql_edit_survives_a_requeue_through_the_drafting_stage(db, embedder,
 
     with db.session() as s:
         assert s.execute(text("SELECT count(*) FROM drafts")).scalar_one() == 1
+
+
+def test_acceptance_figures_for_status_and_metrics(db):
+    from daemon.metrics import REGISTRY
+    from daemon.review.stats import acceptance_lines, update_metrics
+
+    unchanged, edited, rejected, _waiting = (add_draft(db, subject=f"m{i}") for i in range(4))
+    with db.session() as s, s.begin():
+        approve(s, unchanged, "ann")
+        approve(s, edited, "ann", text=GENERATED.replace("thirty seconds", "a minute"))
+        reject(s, rejected, "ann", "wrong product")
+        figures = update_metrics(s)
+    assert (figures.approved_unchanged, figures.approved_edited, figures.rejected, figures.awaiting) == (1, 1, 1, 1)
+    assert REGISTRY.get_sample_value("mailsense_draft_reviews", {"outcome": "rejected"}) == 1
+    assert REGISTRY.get_sample_value("mailsense_draft_acceptance_ratio") == pytest.approx(2 / 3)
+    assert REGISTRY.get_sample_value("mailsense_drafts_awaiting_review") == 1
+    [line] = acceptance_lines(figures)
+    assert line.startswith("review: 3 decided, approved unchanged 1 (33%), approved after edits 1 (33%), "
+                           "rejected 1 (33%); 1 awaiting review; edited drafts kept 8")

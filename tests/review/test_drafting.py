@@ -113,3 +113,20 @@ def test_unsure_mail_is_drafted_unless_the_account_says_skip(kb_db, embedder, un
     else:
         assert queue == [] and skip is not None
         assert tuple(skip) == ("spam", 'spam verdict unsure ([accounts.drafts] unsure = "skip")')
+
+
+def test_an_earlier_message_drafted_after_the_follow_up_is_superseded_at_once(kb_db, embedder, settings):
+    stage = DraftStage(settings, kb_db, embedder=embedder)
+    store(kb_db, mail("Wifi problem", QUESTION, "<q1@example.org>"))
+    store(kb_db, mail("Re: Wifi problem", FOLLOW_UP, "<q2@example.org>", In_Reply_To="<q1@example.org>",
+                      References="<q1@example.org>"))
+    with kb_db.session() as s, s.begin():  # the first message waits (a retry, say) while the follow-up is drafted
+        s.execute(text("UPDATE messages SET next_attempt_at = now() + interval '1 hour' "
+                       "WHERE message_id = '<q1@example.org>'"))
+    run(kb_db, stage, settings)
+    with kb_db.session() as s, s.begin():
+        s.execute(text("UPDATE messages SET next_attempt_at = now()"))
+    run(kb_db, stage, settings)
+    newer, older = rows(kb_db)
+    assert newer["subject"] == "Re: Wifi problem" and newer["status"] in ("pending", "needs_human")
+    assert older["status"] == "superseded" and older["superseded_by"] == newer["id"]

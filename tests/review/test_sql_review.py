@@ -107,3 +107,21 @@ def test_inserts_and_status_changes_are_announced(db, db_url):
     assert payloads[0]["id"] == draft_id and payloads[0]["previous"] is None
     assert payloads[1] == {"id": draft_id, "status": "approved", "previous": "pending",
                            "message_id": payloads[0]["message_id"]}
+
+
+def test_the_migration_downgrades_and_upgrades_again(db, db_url):
+    from alembic import command
+
+    from daemon.db.migrate import alembic_config
+
+    superseded = add_draft(db)
+    sql(db, "UPDATE drafts SET status = 'superseded' WHERE id = :id", id=superseded)
+    db.dispose()
+    config = alembic_config(db_url)
+    command.downgrade(config, "0010_review-1")
+    with db.session() as s:
+        assert s.execute(text("SELECT status FROM drafts")).scalar_one() == "rejected"
+        assert s.execute(text("SELECT to_regclass('review_queue')")).scalar_one() is None
+    db.dispose()
+    command.upgrade(config, "head")
+    assert draft_row(db, superseded)["generated_text"] == GENERATED
