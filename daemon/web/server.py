@@ -39,6 +39,9 @@ class ReviewServer:
         self.settings = settings
         self.app = build_app(settings, db)  # reads the password: a missing secret fails here
         self.sock = listen(settings.web.host, settings.web.port)
+        # uvicorn's start and stop lines repeat ours; its warnings and errors still come through.
+        quiet = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING
+        logging.getLogger("uvicorn.error").setLevel(quiet)
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
                                 server_header=False, timeout_graceful_shutdown=5)
         self.server = _QuietSignals(config)
@@ -95,7 +98,6 @@ async def serve_until_signal(settings: Settings, db: Database) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    print(f"review page on {server.url} (Ctrl-C stops it)", flush=True)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, server.task] if server.task else [stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()

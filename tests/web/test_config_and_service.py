@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -55,6 +57,26 @@ def test_mailsense_web_without_a_password_exits_78_naming_the_key(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 78
     assert "web.password_env: the review page needs a password" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_mailsense_web_serves_the_page_alone_until_sigterm(db_url, tmp_path):
+    port = free_port()
+    path = tmp_path / "mailsense.toml"
+    path.write_text(f'[daemon]\nstate_dir = "{tmp_path}"\n[database]\nurl = "{db_url}"\n'
+                    f'[web]\npassword_env = "{PASSWORD_ENV}"\n')
+    env = {**os.environ, PASSWORD_ENV: PASSWORD}
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "-c", str(path), "web", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # uvicorn's own start lines are kept quiet
+        assert f"review page on http://localhost:{port}/ (log in as reviewer)" in first, first
+        assert httpx.get(f"http://localhost:{port}/login").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
 
 
 def test_mailsense_run_serves_the_page_and_stops_cleanly_on_sigterm(daemon_factory, monkeypatch):
