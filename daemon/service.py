@@ -27,7 +27,9 @@ from contextlib import suppress
 
 from daemon.config import Settings
 from daemon.db import instances
+from daemon.db.embedded import to_libpq_url
 from daemon.db.session import Database
+from daemon.delivery.deliver import Deliverer
 from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
@@ -193,6 +195,9 @@ class Service:
             threading.Thread(target=w.run, name=f"imap:{w.account.name}:{w.folder_name}", daemon=True)
             for w in watchers
         ]
+        if watchers:  # accounts configured: approved drafts become replies in their mailboxes
+            deliverer = Deliverer(self.settings, to_libpq_url(self.db.url), self.thread_stop)
+            threads.append(threading.Thread(target=deliverer.run, name="delivery", daemon=True))
         for thread in threads:
             thread.start()
 

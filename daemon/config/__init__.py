@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from daemon.config.base import Section
+from daemon.config.delivery import AccountDeliverySettings
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
@@ -142,6 +143,7 @@ class AccountSettings(Section):
     start_from: str = Field("new", description=START_FORMS)
     spam: AccountSpamSettings = Field(default_factory=AccountSpamSettings)
     drafts: AccountDraftSettings = Field(default_factory=AccountDraftSettings)
+    delivery: AccountDeliverySettings = Field(default_factory=AccountDeliverySettings)
 
     @field_validator("start_from")
     @classmethod
@@ -244,6 +246,9 @@ class Settings(Section):
         for account in self.accounts:
             account.password()
             count += 1
+            if account.delivery.mode == "smtp" and account.delivery.smtp_user:
+                account.delivery.smtp_password(account.name)
+                count += 1
         return count
 
 
