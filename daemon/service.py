@@ -29,6 +29,7 @@ from daemon.config import Settings
 from daemon.db import instances
 from daemon.db.embedded import to_libpq_url
 from daemon.db.session import Database
+from daemon.delivery import stats as delivery_stats
 from daemon.delivery.deliver import Deliverer
 from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
@@ -153,6 +154,7 @@ class Service:
                     instances.heartbeat(session, self.instance, self.host, self.pid)
                     released = instances.release_stale_leases(session, self.stale_after_seconds)
                 backlog(self.db)  # keeps the backlog gauges of /metrics current
+                delivery_stats.refresh_metrics(self.db)
                 if released:
                     log.info("released %d message lease(s) held by a daemon that stopped beating", released)
                 if failing:

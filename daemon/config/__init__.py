@@ -182,6 +182,19 @@ class AccountSettings(Section):
             )
         return value
 
+    def smtp_password(self) -> str:
+        """The password for ``[accounts.delivery] smtp_user``, read at send time like the IMAP one."""
+        key, delivery = f"accounts.{self.name}.delivery", self.delivery
+        if delivery.smtp_password_file:
+            return read_secret_file(f"{key}.smtp_password_file", delivery.smtp_password_file)
+        value = os.environ.get(delivery.smtp_password_env)
+        if value is None:
+            raise ConfigError(
+                f"{key}.smtp_password_env: environment variable {delivery.smtp_password_env} is not set; "
+                "export it or use smtp_password_file"
+            )
+        return value
+
 
 class SmtpIngressSettings(Section):
     enabled: bool = Field(False, description="accept mail over SMTP/LMTP into the pipeline")
@@ -247,7 +260,7 @@ class Settings(Section):
             account.password()
             count += 1
             if account.delivery.mode == "smtp" and account.delivery.smtp_user:
-                account.delivery.smtp_password(account.name)
+                account.smtp_password()
                 count += 1
         return count
 

@@ -7,7 +7,6 @@ Secrets follow the IMAP password's pattern: an environment variable or a file, n
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -71,18 +70,3 @@ class AccountDeliverySettings(Section):
         if self.smtp_port:
             return self.smtp_port
         return 465 if self.smtp_tls == "implicit" else 587
-
-    def smtp_password(self, account_name: str) -> str:
-        """Read the secret at send time, so a rotated credential file is picked up."""
-        from daemon.config import ConfigError, read_secret_file
-
-        key = f"accounts.{account_name}.delivery"
-        if self.smtp_password_file:
-            return read_secret_file(f"{key}.smtp_password_file", self.smtp_password_file)
-        value = os.environ.get(self.smtp_password_env)
-        if value is None:
-            raise ConfigError(
-                f"{key}.smtp_password_env: environment variable {self.smtp_password_env} is not set; "
-                "export it or use smtp_password_file"
-            )
-        return value

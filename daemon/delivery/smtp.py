@@ -64,7 +64,7 @@ class Submission:
             client.ehlo()
         if s.smtp_user:
             try:
-                client.login(s.smtp_user, s.smtp_password(self.account.name))
+                client.login(s.smtp_user, self.account.smtp_password())
             except smtplib.SMTPAuthenticationError:
                 raise smtplib.SMTPException(f"SMTP login refused for user {s.smtp_user!r} on {host}:{port}") from None
         code, answer = client.mail(sender)
