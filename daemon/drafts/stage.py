@@ -31,7 +31,7 @@ from daemon.db.tables import Account, Folder, Message
 from daemon.drafts.backends.base import Backend, BackendError
 from daemon.drafts.compose import Composer, Composition
 from daemon.drafts.eligibility import MailFacts, Rules, Skip, skip
-from daemon.drafts.tables import REWRITABLE, Draft, DraftSkip
+from daemon.drafts.tables import REWRITABLE, STAGE_WRITER, WRITER_SETTING, Draft, DraftSkip
 from daemon.errors import describe_error
 from daemon.kb.query import build_query
 from daemon.kb.search import SearchHit, search, search_params
@@ -259,6 +259,9 @@ def save(session: Session, message_id: int, c: Composition) -> bool:
     A skip recorded by an earlier pass (say, before the account's scope changed) is removed.
     """
     session.execute(delete(DraftSkip).where(DraftSkip.message_id == message_id))
+    # Marks this transaction's writes as the machine's: the review trigger then keeps the text as
+    # generated_text instead of taking it for a person's edit (daemon/review/schema.py).
+    session.execute(select(func.set_config(WRITER_SETTING, STAGE_WRITER, True)))
     values = {
         "status": c.status,
         "text": c.text,

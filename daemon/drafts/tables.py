@@ -26,18 +26,27 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daemon.db.base import Base
 
-STATUSES = ("pending", "needs_human", "approved", "rejected", "sent")
+STATUSES = ("pending", "needs_human", "approved", "rejected", "delivered", "sent", "superseded")
+"""``delivered``: placed in the account's Drafts folder for the person to send; ``sent``: sent by
+SMTP or seen in Sent; ``superseded``: a follow-up in the same thread replaced it. The allowed
+transitions and the triggers that enforce them are in ``daemon.review.schema``."""
 REWRITABLE = ("pending", "needs_human")
 """Statuses a reprocessing may overwrite (and then only when no person edited the draft)."""
+WRITER_SETTING = "mailsense.writer"
+STAGE_WRITER = "stage"
+"""The drafting stage sets ``mailsense.writer = 'stage'`` for its transaction; any other change of
+``drafts.text`` is taken for a person's edit by the review trigger."""
 
 
 class Draft(Base):
     __tablename__ = "drafts"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'needs_human', 'approved', 'rejected', 'sent')", name="status"
+            "status IN ('pending', 'needs_human', 'approved', 'rejected', 'delivered', 'sent', 'superseded')",
+            name="status",
         ),
         Index("ix_drafts_status", "status"),
+        Index("ix_drafts_thread_key", "thread_key"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -54,6 +63,14 @@ class Draft(Base):
     model: Mapped[str | None] = mapped_column(Text)
     edited_by_human: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Review (migration 0010_review; the triggers in daemon.review.schema fill most of these).
+    generated_text: Mapped[str | None] = mapped_column(Text)  # the machine's text, kept for edit_similarity
+    reviewed_by: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    edit_similarity: Mapped[float | None] = mapped_column(Float)  # final vs generated text, 0..1
+    superseded_by: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
+    thread_key: Mapped[str | None] = mapped_column(Text)  # root Message-ID of the conversation
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
