@@ -6,12 +6,13 @@ at most ``BATCH`` messages per check, headers first), and a sent message answers
 its In-Reply-To/References name the message the draft answers:
 
 - the draft was delivered and is still in Drafts byte for byte: the person wrote another reply,
-  so the untouched draft is removed from Drafts → ``discarded``;
+  so the untouched draft is removed from Drafts → ``discarded`` (status ``superseded``);
 - the draft was delivered: the sent text is compared with the draft (difflib ratio, quoted
   history left out): 0.7 or more → ``sent_as_drafted`` (the threshold Inbox Zero uses), else
   ``sent_after_edits``, with the figure in ``sent_similarity``;
 - no reply was delivered (pending, needs a human, approved but not yet out, rejected):
-  ``replied_without_draft``; an approved draft then is not delivered any more.
+  ``replied_without_draft``; an approved draft then is not delivered any more, and one still
+  awaiting review leaves the queue (status ``superseded``).
 
 Checks are cheap when there is nothing to learn: no open draft, no IMAP connection. Two daemons
 never check one account at once (an advisory lock per account).
@@ -75,7 +76,15 @@ RECORD_SQL = """
 UPDATE drafts SET outcome = %(outcome)s, sent_similarity = %(similarity)s, outcome_at = now()
  WHERE id = %(id)s AND outcome IS NULL
 """
-MARK_SENT_SQL = "UPDATE drafts SET status = 'sent' WHERE id = %(id)s AND status = 'delivered'"
+# The status follows the outcome where review's transitions allow it: a delivered draft the person sent
+# is 'sent'; one left untouched, or a draft still awaiting review when the person answered by hand,
+# is 'superseded' (it leaves the review queue). Approved and rejected drafts keep their status.
+STATUS_AFTER_SQL = """
+UPDATE drafts SET status = CASE WHEN %(outcome)s IN ('sent_as_drafted', 'sent_after_edits') THEN 'sent'
+                                ELSE 'superseded' END
+ WHERE id = %(id)s
+   AND (status = 'delivered' OR (status IN ('pending', 'needs_human') AND %(outcome)s = 'replied_without_draft'))
+"""
 
 
 def reply_text(body: str) -> str:
@@ -177,8 +186,8 @@ class OutcomeWatcher:
             mailbox.select(mb, sent, readonly=True)
         with conn.transaction():
             changed = conn.execute(RECORD_SQL, {"id": draft["id"], "outcome": outcome, "similarity": score}).rowcount
-            if changed and outcome in ("sent_as_drafted", "sent_after_edits"):
-                conn.execute(MARK_SENT_SQL, {"id": draft["id"]})
+            if changed:
+                conn.execute(STATUS_AFTER_SQL, {"id": draft["id"], "outcome": outcome})
         if changed and outcome == "discarded":
             removed = mailbox.remove_if_untouched(mb, mailbox.drafts_folder(mb, account.delivery.drafts_folder),
                                                   draft["outgoing_message_id"], draft["delivered_sha256"])

@@ -68,7 +68,7 @@ UPDATE drafts
 HOLD_SQL = "UPDATE drafts SET delivery_phase = 'held', delivery_error = %(error)s WHERE id = %(id)s"
 
 AUTO_APPROVE_SQL = """
-UPDATE drafts d SET status = 'approved'
+UPDATE drafts d SET status = 'approved', reviewed_by = 'mailsense auto_send'
   FROM messages m JOIN accounts a ON a.id = m.account_id
  WHERE m.id = d.message_id AND a.name = %(account)s
    AND d.status = 'pending' AND d.text IS NOT NULL AND d.confidence >= %(threshold)s

@@ -1,7 +1,7 @@
 """Delivery of approved drafts, exactly once, and what the person did with them.
 
 Revision ID: 0011_delivery
-Revises: 0007_trust
+Revises: 0010_review
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_delivery"
-down_revision: str | None = "0007_trust"
+down_revision: str | None = "0010_review"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

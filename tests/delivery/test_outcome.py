@@ -71,8 +71,10 @@ def test_replies_in_sent_record_what_the_person_did(db, dovecot, imap_password) 
     assert outcomes[as_drafted[0]]["outcome"] == "sent_as_drafted"
     assert outcomes[as_drafted[0]]["sent_similarity"] >= 0.7 and outcomes[as_drafted[0]]["status"] == "sent"
     assert outcomes[edited[0]]["outcome"] == "sent_after_edits" and outcomes[edited[0]]["sent_similarity"] < 0.7
-    assert outcomes[otherwise[0]]["outcome"] == "discarded"
+    assert outcomes[edited[0]]["status"] == "sent"
+    assert outcomes[otherwise[0]]["outcome"] == "discarded" and outcomes[otherwise[0]]["status"] == "superseded"
     assert outcomes[undrafted[0]]["outcome"] == "replied_without_draft"
+    assert outcomes[undrafted[0]]["status"] == "superseded"  # it leaves the review queue
     assert folder_messages(dovecot, user, "Drafts") == []  # the untouched draft was removed
     assert watcher.check(conn, settings.accounts[0]) == 0  # read once: the checkpoint moved on
     conn.close()
@@ -94,10 +96,12 @@ def test_an_approved_draft_is_not_delivered_once_the_person_replied(db, dovecot,
     conn = store.connect(url)
     watcher = OutcomeWatcher(settings.accounts, threading.Event())
     draft_id, original = add_draft(db, 1)
+    approve(db, draft_id)  # approved, and the person answers by hand before the daemon delivers it
     assert watcher.check(conn, settings.accounts[0]) == 0
     dovecot.append(user, "Sent", sent_reply(original, "Answered by hand.", "<own@example.com>"))
     assert watcher.check(conn, settings.accounts[0]) == 1
-    approve(db, draft_id)
     assert Deliverer(settings, url, threading.Event()).deliver_due(conn) == 0
+    row = draft_row(db, draft_id)
+    assert row["outcome"] == "replied_without_draft" and row["status"] == "approved"
     assert folder_messages(dovecot, user, "Drafts") == []
     conn.close()
