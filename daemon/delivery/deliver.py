@@ -89,7 +89,7 @@ class Deliverer:
             try:
                 identity = identity_of(account, settings)
             except ValueError as exc:
-                log.error("delivery is off for account %s: %s", account.name, exc)
+                log.warning("delivery is off for account %s: %s", account.name, exc)
                 continue
             self.accounts[account.name] = AccountState(
                 account, identity, outage=OutageLog(log, f"delivery for account {account.name}"))
@@ -107,6 +107,7 @@ class Deliverer:
         """The thread's body: deliver, check outcomes, wait for a notification or the poll interval."""
         self.announce()
         backoff, outage = Backoff(base=1.0, cap=60.0), OutageLog(log, "delivery: database")
+        failures = OutageLog(log, "delivery: unexpected error")
         conn: psycopg.Connection[dict[str, Any]] | None = None
         while not self.stop.is_set():
             try:
@@ -125,6 +126,10 @@ class Deliverer:
                 if conn is not None:
                     conn.close()
                 conn = None
+                self.stop.wait(delay)
+            except Exception as exc:  # anything unforeseen: logged like an outage, never a thread that dies
+                delay = backoff.next_delay()
+                failures.failed(type(exc).__name__, describe_error(exc), delay)
                 self.stop.wait(delay)
         if conn is not None:
             conn.close()

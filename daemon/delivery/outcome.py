@@ -44,6 +44,7 @@ from daemon.mail.mime import parse_message
 log = logging.getLogger(__name__)
 
 SENT_AS_DRAFTED = 0.7
+OUTAGES: tuple[type[BaseException], ...] = (*connection.CONNECTION_ERRORS, connection.AuthenticationFailed)
 BATCH = 200  # Sent messages read per check at most; the checkpoint catches up over later checks
 COMPARED_CHARS = 5000
 _THREAD_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES)]"
@@ -118,7 +119,7 @@ class OutcomeWatcher:
             try:
                 self.check(conn, account)
                 self.outages[account.name].recovered()
-            except connection.CONNECTION_ERRORS as exc:
+            except OUTAGES as exc:
                 self.outages[account.name].failed(type(exc).__name__, describe_error(exc),
                                                   account.delivery.outcome_check_seconds)
 

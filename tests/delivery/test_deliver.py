@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+import psycopg
 import pytest
 
 from daemon.db.embedded import to_libpq_url
@@ -181,3 +183,28 @@ def test_draft_text_is_used_as_written(db, dovecot, imap_password) -> None:  # t
     assert reply.get_content().startswith("Grüße — 100 % sure.")
     assert DRAFT_TEXT not in reply.get_content()
     conn.close()
+
+
+def test_the_running_deliverer_wakes_on_the_approval_notification_and_stops_cleanly(  # type: ignore[no-untyped-def]
+        db, dovecot, imap_password, monkeypatch) -> None:
+    from daemon.delivery import deliver
+    from tests.helpers import wait_for
+
+    monkeypatch.setattr(deliver, "POLL_SECONDS", 60.0)  # only NOTIFY can wake it in time
+    user = imap_password
+    draft_id, _ = add_draft(db, 1)
+    stop = threading.Event()
+    worker = Deliverer(settings_for(dovecot, user), to_libpq_url(db.url), stop)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        time.sleep(1.0)  # the deliverer is waiting for a notification now
+        approve(db, draft_id)
+        wait_for(lambda: draft_row(db, draft_id)["status"] == "delivered", 20, "delivery after NOTIFY")
+    finally:
+        stop.set()
+        with psycopg.connect(to_libpq_url(db.url), autocommit=True) as conn:
+            conn.execute("NOTIFY mailsense_drafts")  # the stop is seen at the next wake-up
+        thread.join(10)
+    assert not thread.is_alive()
+    assert len(folder_messages(dovecot, user, "Drafts")) == 1
