@@ -208,3 +208,18 @@ def test_the_running_deliverer_wakes_on_the_approval_notification_and_stops_clea
         thread.join(10)
     assert not thread.is_alive()
     assert len(folder_messages(dovecot, user, "Drafts")) == 1
+
+
+def test_auto_send_when_switched_on_delivers_only_confident_pending_drafts(  # type: ignore[no-untyped-def]
+        db, dovecot, imap_password) -> None:
+    user = imap_password
+    confident, _ = add_draft(db, 1, confidence=0.97)
+    unsure, _ = add_draft(db, 2, confidence=0.5)
+    d, conn = deliverer(db, dovecot, user, auto_send=True, auto_send_threshold=0.9)
+    d._auto_approve(conn)
+    assert d.deliver_due(conn) == 1
+    row = draft_row(db, confident)
+    assert row["status"] == "delivered" and row["reviewed_by"] == "mailsense auto_send"
+    assert draft_row(db, unsure)["status"] == "pending"
+    assert len(folder_messages(dovecot, user, "Drafts")) == 1
+    conn.close()
