@@ -114,10 +114,11 @@ class Deliverer:
                 if conn is None or conn.closed:
                     conn = store.connect(self.db_url)
                     outage.recovered()
-                    backoff.reset()
                 self._auto_approve(conn)
                 self.deliver_due(conn)
                 self.outcomes.check_due(conn)
+                failures.recovered()
+                backoff.reset()
                 for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
                     pass
             except psycopg.Error as exc:
