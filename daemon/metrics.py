@@ -31,3 +31,14 @@ DRAFT_DELIVERIES = Gauge(
     "mailsense_draft_deliveries", "Approved drafts by delivery state (in_drafts, sent_by_smtp, waiting, held)",
     ["state"], registry=REGISTRY,
 )
+DRAFT_REVIEWS = Gauge(
+    "mailsense_draft_reviews", "Drafts a person decided on, by outcome (approved_unchanged, approved_edited, "
+    "rejected)", ["outcome"], registry=REGISTRY,
+)
+DRAFTS_AWAITING_REVIEW = Gauge(
+    "mailsense_drafts_awaiting_review", "Drafts pending or needing a human", registry=REGISTRY,
+)
+DRAFT_ACCEPTANCE = Gauge(
+    "mailsense_draft_acceptance_ratio", "Approved drafts (with or without edits) per decided draft; 0 before any",
+    registry=REGISTRY,
+)

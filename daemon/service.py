@@ -37,6 +37,7 @@ from daemon.ingest.imap import FolderWatcher
 from daemon.ingest.smtp import make_controller
 from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
+from daemon.review import stats as review_stats
 from daemon.stages import build_stages
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ class Service:
                     released = instances.release_stale_leases(session, self.stale_after_seconds)
                 backlog(self.db)  # keeps the backlog gauges of /metrics current
                 delivery_stats.refresh_metrics(self.db)
+                with self.db.session() as session:
+                    review_stats.update_metrics(session)  # acceptance and edit rates on /metrics
                 if released:
                     log.info("released %d message lease(s) held by a daemon that stopped beating", released)
                 if failing:

@@ -6,6 +6,7 @@ connect): "why was my old mail not processed?" is answered here, not in the sour
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import cast
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db import instances
 from daemon.delivery import stats as delivery_stats
+from daemon.review import stats as review_stats
 
 STAGES_SQL = text(
     """
@@ -44,6 +46,7 @@ def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, li
         "stages": [dict(r._mapping) for r in session.execute(STAGES_SQL)],
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
         "delivery": [delivery_stats.delivery_counts(session)],
+        "review": [dataclasses.asdict(review_stats.acceptance(session))],
     }
 
 
@@ -84,6 +87,8 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
     for delivery in status.get("delivery", []):
         lines.extend(delivery_stats.render(delivery))
     lines.extend(extra_lines)
+    for row in status.get("review", []):
+        lines.extend(review_stats.acceptance_lines(review_stats.Acceptance(**row)))  # type: ignore[arg-type]
     return "\n".join(lines)
 
 

@@ -100,3 +100,7 @@ class AccountDraftSettings(Section):
         default_factory=list,
         description="this account's own sending addresses (the login is one already if it is an address)",
     )
+    unsure: Literal["draft", "skip"] = Field(
+        "draft",
+        description="mail the spam filter is unsure about: 'draft' (the reviewer sees the spam score) or 'skip'",
+    )

@@ -134,6 +134,8 @@ class Composer:
                 "score": round(s.score, 4),
                 "similarity": None if s.similarity is None else round(s.similarity, 4),
                 "quoted": s.n in cited and s.public,
+                # The passage as it was: kb sync replaces chunks, the reviewer still reads what the draft used.
+                "text": s.text,
             }
             for s in sources
         ]

@@ -91,6 +91,7 @@ class Rules:
     recipients: frozenset[str] = frozenset()
     folders: frozenset[str] = frozenset()
     max_age: timedelta | None = None
+    draft_unsure: bool = True  # [accounts.drafts] unsure = "draft": the reviewer sees the spam score
 
     @classmethod
     def build(
@@ -99,12 +100,14 @@ class Rules:
         recipients: Iterable[str] = (),
         folders: Iterable[str] = (),
         max_age: timedelta | None = None,
+        draft_unsure: bool = True,
     ) -> Rules:
         return cls(
             frozenset(a.strip().lower() for a in own if a.strip()),
             frozenset(a.strip().lower() for a in recipients if a.strip()),
             frozenset(folders),
             max_age,
+            draft_unsure,
         )
 
 
@@ -128,6 +131,10 @@ def skip_reason(mail: MailFacts, rules: Rules) -> str | None:
 
 
 def _verdict(mail: MailFacts, rules: Rules) -> Skip | None:
+    if mail.spam_verdict == "unsure":
+        if rules.draft_unsure:
+            return None  # drafted: the reviewer sees the spam score and can junk it
+        return Skip("spam", 'spam verdict unsure ([accounts.drafts] unsure = "skip")')
     if mail.spam_verdict not in (None, "ham"):
         return Skip("spam", f"spam verdict {mail.spam_verdict}")
     return None

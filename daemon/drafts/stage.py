@@ -32,6 +32,7 @@ from daemon.drafts.backends.base import Backend, BackendError
 from daemon.drafts.compose import Composer, Composition
 from daemon.drafts.eligibility import MailFacts, Rules, Skip, skip
 from daemon.drafts.tables import REWRITABLE, STAGE_WRITER, WRITER_SETTING, Draft, DraftSkip
+from daemon.drafts.threads import Thread, supersede_older, thread_key_for, thread_of
 from daemon.errors import describe_error
 from daemon.kb.query import build_query
 from daemon.kb.search import SearchHit, search, search_params
@@ -74,7 +75,8 @@ def account_rules(settings: Settings, account: AccountSettings | None) -> Rules:
     own += account.drafts.own_addresses
     if "@" in account.user:
         own.append(account.user)
-    return Rules.build(own, account.drafts.recipients, account.drafts.folders, max_age=max_age)
+    return Rules.build(own, account.drafts.recipients, account.drafts.folders, max_age=max_age,
+                       draft_unsure=account.drafts.unsure == "draft")
 
 
 class DraftStage:
@@ -229,11 +231,13 @@ class DraftStage:
         lock = contextlib.nullcontext() if composer.backend.name == "openai" else self._inference
         with lock:
             composition = composer.compose(query, hits, message.from_name)
+        thread = thread_of(message.message_id, message.headers)
         with session.begin():
-            written = save(session, message.id, composition)
-        log.info("message %d: draft %s (confidence %.2f, %d sources)%s", message.id, composition.status,
+            written = save(session, message.id, composition, thread)
+        log.info("message %d: draft %s (confidence %.2f, %d sources)%s%s", message.id, composition.status,
                  composition.confidence, len(composition.citations),
-                 "" if written else " not written: edited meanwhile")
+                 "" if written is not None else " not written: edited meanwhile",
+                 f", supersedes draft {', '.join(map(str, written))}" if written else "")
         return Outcome.next()
 
     @staticmethod
@@ -253,11 +257,15 @@ def save_skip(session: Session, message_id: int, why: Skip) -> None:
     )
 
 
-def save(session: Session, message_id: int, c: Composition) -> bool:
+def save(session: Session, message_id: int, c: Composition, thread: Thread | None = None) -> list[int] | None:
     """Insert the draft, or update the existing one unless a person edited it or it moved on.
 
     A skip recorded by an earlier pass (say, before the account's scope changed) is removed.
+    Older drafts of the same conversation still awaiting review are superseded by this one.
+    Returns the ids of the superseded drafts, or None when the draft was not written.
     """
+    thread = thread or Thread(None, ())
+    key = thread_key_for(session, message_id, thread)
     session.execute(delete(DraftSkip).where(DraftSkip.message_id == message_id))
     # Marks this transaction's writes as the machine's: the review trigger then keeps the text as
     # generated_text instead of taking it for a person's edit (daemon/review/schema.py).
@@ -270,6 +278,7 @@ def save(session: Session, message_id: int, c: Composition) -> bool:
         "reason": c.reason,
         "backend": c.backend,
         "model": c.model,
+        "thread_key": key,
     }
     stmt = insert(Draft).values(message_id=message_id, **values)
     upsert = stmt.on_conflict_do_update(
@@ -277,4 +286,7 @@ def save(session: Session, message_id: int, c: Composition) -> bool:
         set_={**values, "updated_at": func.now()},
         where=(Draft.edited_by_human.is_(False)) & Draft.status.in_(REWRITABLE),
     ).returning(Draft.id)
-    return session.execute(upsert).scalar_one_or_none() is not None
+    draft_id = session.execute(upsert).scalar_one_or_none()
+    if draft_id is None:
+        return None
+    return supersede_older(session, message_id, draft_id, key, thread)

@@ -55,7 +55,8 @@ class Draft(Base):
     )
     status: Mapped[str] = mapped_column(String(20))
     text: Mapped[str | None] = mapped_column(Text)  # NULL for needs_human: nothing invented
-    # [{"n", "chunk_id", "document_id", "title", "heading_path", "audience", "score", "similarity", "quoted"}]
+    # [{"n", "chunk_id", "document_id", "title", "heading_path", "audience", "score", "similarity", "quoted",
+    #   "text"}]: "text" is the passage as it was when the draft was written
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
     confidence: Mapped[float] = mapped_column(Float)
     reason: Mapped[str | None] = mapped_column(Text)  # why needs_human, for the reviewer

@@ -20,9 +20,12 @@ def test_a_person_asking_gets_a_draft():
     assert skip_reason(mail(spam_verdict="ham"), NONE) is None
 
 
-@pytest.mark.parametrize("verdict", ["spam", "unsure"])
-def test_spam_and_unsure_never(verdict: str):
-    assert skip_reason(mail(spam_verdict=verdict), NONE) == f"spam verdict {verdict}"
+def test_spam_never_and_unsure_as_the_account_says():
+    assert skip_reason(mail(spam_verdict="spam"), NONE) == "spam verdict spam"
+    assert skip_reason(mail(spam_verdict="unsure"), NONE) is None  # default: drafted, the reviewer decides
+    assert skip_reason(mail(spam_verdict="unsure"), Rules.build(draft_unsure=False)) == (
+        'spam verdict unsure ([accounts.drafts] unsure = "skip")'
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +88,7 @@ def test_recipient_and_folder_scope():
 @pytest.mark.parametrize(
     ("facts", "rules", "rule"),
     [
-        ({"spam_verdict": "unsure"}, NONE, "spam"),
+        ({"spam_verdict": "unsure"}, Rules.build(draft_unsure=False), "spam"),
         ({"from_addr": ""}, NONE, "no_sender"),
         ({"from_addr": "support@example.com"}, Rules.build(own=["support@example.com"]), "own_mail"),
         ({"from_addr": "no-reply@example.org"}, NONE, "no_reply"),

@@ -13,7 +13,6 @@ from sqlalchemy import text
 
 from daemon.config import Settings
 from daemon.db.session import Database
-from daemon.drafts import cli as drafts_cli
 from daemon.drafts.stage import DraftStage
 from daemon.ingest.store import ensure_account, store_message
 from daemon.kb.embeddings import Embedder
@@ -21,6 +20,7 @@ from daemon.kb.store import KnowledgeBase
 from daemon.parse.stage import ParseStage
 from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
+from daemon.review import cli as drafts_cli
 from tests.drafts.conftest import SECRETS, write_kb
 
 QUESTION = (
