@@ -23,6 +23,14 @@ IMAP_ERRORS = Counter(
     "mailsense_imap_errors_total", "Connection or protocol failures of folder watchers", ["account", "kind"],
     registry=REGISTRY,
 )
+DRAFT_OUTCOMES = Gauge(
+    "mailsense_draft_outcomes", "Drafts by what the person did with the reply (read from Sent)", ["outcome"],
+    registry=REGISTRY,
+)
+DRAFT_DELIVERIES = Gauge(
+    "mailsense_draft_deliveries", "Approved drafts by delivery state (in_drafts, sent_by_smtp, waiting, held)",
+    ["state"], registry=REGISTRY,
+)
 DRAFT_REVIEWS = Gauge(
     "mailsense_draft_reviews", "Drafts a person decided on, by outcome (approved_unchanged, approved_edited, "
     "rejected)", ["outcome"], registry=REGISTRY,

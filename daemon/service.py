@@ -27,7 +27,10 @@ from contextlib import suppress
 
 from daemon.config import Settings
 from daemon.db import instances
+from daemon.db.embedded import to_libpq_url
 from daemon.db.session import Database
+from daemon.delivery import stats as delivery_stats
+from daemon.delivery.deliver import Deliverer
 from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
@@ -152,6 +155,7 @@ class Service:
                     instances.heartbeat(session, self.instance, self.host, self.pid)
                     released = instances.release_stale_leases(session, self.stale_after_seconds)
                 backlog(self.db)  # keeps the backlog gauges of /metrics current
+                delivery_stats.refresh_metrics(self.db)
                 with self.db.session() as session:
                     review_stats.update_metrics(session)  # acceptance and edit rates on /metrics
                 if released:
@@ -202,6 +206,9 @@ class Service:
             threading.Thread(target=w.run, name=f"imap:{w.account.name}:{w.folder_name}", daemon=True)
             for w in watchers
         ]
+        if watchers:  # accounts configured: approved drafts become replies in their mailboxes
+            deliverer = Deliverer(self.settings, to_libpq_url(self.db.url), self.thread_stop)
+            threads.append(threading.Thread(target=deliverer.run, name="delivery", daemon=True))
         for thread in threads:
             thread.start()
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from daemon.db import instances
+from daemon.delivery import stats as delivery_stats
 from daemon.review import stats as review_stats
 
 STAGES_SQL = text(
@@ -44,6 +45,7 @@ def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, li
         "folders": [dict(r) for r in instances.folder_states(session, stale_after_seconds)],
         "stages": [dict(r._mapping) for r in session.execute(STAGES_SQL)],
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
+        "delivery": [delivery_stats.delivery_counts(session)],
         "review": [dataclasses.asdict(review_stats.acceptance(session))],
     }
 
@@ -82,6 +84,8 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
         for row in status["problems"]:
             where = f"{row['stage']}" + (f" (at {row['parked_stage']})" if row["parked_stage"] else "")
             lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
+    for delivery in status.get("delivery", []):
+        lines.extend(delivery_stats.render(delivery))
     lines.extend(extra_lines)
     for row in status.get("review", []):
         lines.extend(review_stats.acceptance_lines(review_stats.Acceptance(**row)))  # type: ignore[arg-type]

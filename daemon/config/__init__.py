@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from daemon.config.base import ConfigError as ConfigError
 from daemon.config.base import Section
 from daemon.config.base import read_secret_file as read_secret_file
+from daemon.config.delivery import AccountDeliverySettings
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
@@ -129,6 +130,7 @@ class AccountSettings(Section):
     start_from: str = Field("new", description=START_FORMS)
     spam: AccountSpamSettings = Field(default_factory=AccountSpamSettings)
     drafts: AccountDraftSettings = Field(default_factory=AccountDraftSettings)
+    delivery: AccountDeliverySettings = Field(default_factory=AccountDeliverySettings)
 
     @field_validator("start_from")
     @classmethod
@@ -164,6 +166,19 @@ class AccountSettings(Section):
             raise ConfigError(
                 f"accounts.{self.name}.password_env: environment variable {self.password_env} is not set; "
                 "export it or use password_file"
+            )
+        return value
+
+    def smtp_password(self) -> str:
+        """The password for ``[accounts.delivery] smtp_user``, read at send time like the IMAP one."""
+        key, delivery = f"accounts.{self.name}.delivery", self.delivery
+        if delivery.smtp_password_file:
+            return read_secret_file(f"{key}.smtp_password_file", delivery.smtp_password_file)
+        value = os.environ.get(delivery.smtp_password_env)
+        if value is None:
+            raise ConfigError(
+                f"{key}.smtp_password_env: environment variable {delivery.smtp_password_env} is not set; "
+                "export it or use smtp_password_file"
             )
         return value
 
@@ -232,6 +247,9 @@ class Settings(Section):
         for account in self.accounts:
             account.password()
             count += 1
+            if account.delivery.mode == "smtp" and account.delivery.smtp_user:
+                account.smtp_password()
+                count += 1
         if self.web.enabled:
             self.web.password()
             count += 1
