@@ -32,6 +32,7 @@ from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
 from daemon.ingest.smtp import make_controller
+from daemon.learning.corrections import trackers
 from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
 from daemon.stages import build_stages
@@ -193,6 +194,9 @@ class Service:
             threading.Thread(target=w.run, name=f"imap:{w.account.name}:{w.folder_name}", daemon=True)
             for w in watchers
         ]
+        # Corrections (moves in and out of Junk, keywords, replies) and the day-one bootstrap, per account.
+        threads += [threading.Thread(target=t.run, name=f"learning:{t.account.name}", daemon=True)
+                    for t in trackers(self.settings, self.db, self.thread_stop)]
         for thread in threads:
             thread.start()
 

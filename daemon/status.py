@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from daemon.db import instances
+from daemon.learning import labels
 
 STAGES_SQL = text(
     """
@@ -42,6 +43,8 @@ def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, li
         "folders": [dict(r) for r in instances.folder_states(session, stale_after_seconds)],
         "stages": [dict(r._mapping) for r in session.execute(STAGES_SQL)],
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
+        "labels": labels.label_counts(session),
+        "label_totals": labels.label_totals(session),
     }
 
 
@@ -79,6 +82,8 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
         for row in status["problems"]:
             where = f"{row['stage']}" + (f" (at {row['parked_stage']})" if row["parked_stage"] else "")
             lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
+    if "labels" in status:
+        lines.extend(labels.render_counts(status["labels"], status.get("label_totals", [])))
     lines.extend(extra_lines)
     return "\n".join(lines)
 

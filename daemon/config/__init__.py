@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from daemon.config.base import Section
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
+from daemon.config.learning import AccountLearningSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
 from daemon.config.spam import AccountSpamSettings, SpamSettings
 
@@ -142,6 +143,7 @@ class AccountSettings(Section):
     start_from: str = Field("new", description=START_FORMS)
     spam: AccountSpamSettings = Field(default_factory=AccountSpamSettings)
     drafts: AccountDraftSettings = Field(default_factory=AccountDraftSettings)
+    learning: AccountLearningSettings = Field(default_factory=AccountLearningSettings)
 
     @field_validator("start_from")
     @classmethod

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -48,10 +60,19 @@ class SpamLabel(Base):
     """
 
     __tablename__ = "spam_labels"
-    __table_args__ = (CheckConstraint("label IN ('spam', 'ham')", name="label"),)
+    __table_args__ = (
+        CheckConstraint("label IN ('spam', 'ham')", name="label"),
+        Index("ix_spam_labels_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(String(10))
-    source: Mapped[str] = mapped_column(String(40))  # user_move | review | import | ...
+    # user_move | client_keyword | replied_thread | wrote_to_sender | bootstrap | cli | review | import
+    source: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Added by migration 0008_labels: the account (for counts per mailbox), what happened ("moved from
+    # Junk to INBOX"), and how much the label counts in training (implicit evidence weighs less).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    detail: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")

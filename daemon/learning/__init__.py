@@ -1,0 +1,1 @@
+"""Learning from the mailbox: labels, corrections, the day-one bootstrap and ``mailsense learn``."""
