@@ -93,11 +93,16 @@ class Progress:
                 + (f", {self.left_to_pipeline} left to the pipeline" if self.left_to_pipeline else "") + ")")
 
 
-def bootstrap_specs(folder_map: mailbox_folders.FolderMap) -> list[FolderSpec]:
-    """Junk tree = spam; INBOX read or answered, other kept folders whole = ham."""
-    specs = [FolderSpec(name, "spam") for name in folder_map.junk_tree]
+def bootstrap_specs(folder_map: mailbox_folders.FolderMap, account: AccountSettings) -> list[FolderSpec]:
+    """Junk tree = spam; INBOX read or answered, other kept folders whole = ham.
+
+    Our own unsure folder (``unsure_action = "move"``, ``Junk/Unsure`` by default) holds the model's
+    doubts, not the person's decisions: it is neither.
+    """
+    unsure = account.spam.unsure_folder if account.spam.unsure_action == "move" else None
+    specs = [FolderSpec(name, "spam") for name in folder_map.junk_tree if name != unsure]
     for name in folder_map.names:
-        if folder_map.kept(name):
+        if folder_map.kept(name) and name != unsure:
             specs.append(FolderSpec(name, "ham", "OR SEEN ANSWERED" if name.upper() == "INBOX" else "ALL"))
     return specs
 
@@ -225,7 +230,7 @@ def bootstrap_once(settings: Settings, account: AccountSettings, db: Database, m
     log.info("%s: learning from the mailbox (newest %d per class; Junk is spam, kept mail is ham)",
              what, account.learning.bootstrap_per_class)
     folder_map = mailbox_folders.read_folders(mailbox, account)
-    progress = learn_from_folders(db, mailbox, account, bootstrap_specs(folder_map),
+    progress = learn_from_folders(db, mailbox, account, bootstrap_specs(folder_map, account),
                                   account.learning.bootstrap_per_class, SOURCE,
                                   lambda line: log.info("%s: %s", what, line), stop)
     if stop.is_set():

@@ -137,6 +137,7 @@ class _Previous:
     folder: str | None
     filing_unseen: bool  # our filing moved it into Junk and that arrival has not been seen yet
     filing_keyword: str | None
+    from_filing: bool = False  # known only from our filing's move: once recorded, that move is accounted for
 
 
 class CorrectionTracker:
@@ -301,7 +302,7 @@ class CorrectionTracker:
             return
         with self.db.session() as session, session.begin():
             previous = self._previous(session, message)
-            filing_seen = False
+            filing_seen = previous.from_filing
             if kind == JUNK and previous.kind != JUNK:
                 if previous.filing_unseen:
                     filing_seen = True  # our own filing's move: no label
@@ -324,8 +325,10 @@ class CorrectionTracker:
         if row.kind is not None:
             unseen = filing_kind == JUNK and not row.filing_seen and row.kind != JUNK
             return _Previous(row.kind, row.folder, unseen, row.filing_keyword)
-        if filing_kind == JUNK:  # never seen by us, but our filing put it into Junk
-            return _Previous(OTHER, row.ingested_folder, True, row.filing_keyword)
+        if filing_kind == JUNK:  # never seen by us, but our filing put it into Junk: that is where it was
+            junk = self._folders.junk if self._folders is not None else "Junk"
+            return _Previous(JUNK, junk if row.filing_dest == "\\Junk" else row.filing_dest, False,
+                             row.filing_keyword, from_filing=True)
         folder = row.ingested_folder
         return _Previous(self._kind(folder) if folder else None, folder, False, row.filing_keyword)
 

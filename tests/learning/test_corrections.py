@@ -149,3 +149,15 @@ def test_corrections_of_a_confident_verdict_are_learned_every_time(harness_facto
 
         [example] = load_database(s)
     assert example.label == 0  # the newest label counts for training
+
+
+def test_spam_filed_before_the_tracker_first_looked_and_moved_back_is_ham(
+        harness_factory, dovecot, mailbox_user, client):
+    harness = harness_factory()
+    mid = deliver(dovecot, mailbox_user, "order confirmation")
+    harness.ingest()
+    file_as(harness, mid, "spam")
+    assert harness.look() == {}  # baseline: the tracker never saw it arrive in Junk
+    client.move("Junk", mid, "INBOX")
+    assert harness.look() == {"user_move": 1}
+    assert harness.labels() == [(mid, "ham", "user_move", "moved from Junk to INBOX")]

@@ -1,0 +1,53 @@
+"""End to end: ``mailsense run`` files spam into Junk; a person's other mail client corrects it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from sqlalchemy import text
+
+from daemon.db.session import Database
+from tests.helpers import wait_for
+from tests.learning.conftest import MailClient
+from tests.learning.test_corrections import message_id_of
+from tests.training.samples import make_message
+
+
+def test_daemon_learns_a_spam_verdict_moved_back_and_a_message_moved_into_junk(
+        daemon_factory, dovecot, mailbox_user: str, db: Database, tiny_model: Path, monkeypatch):
+    monkeypatch.setenv("MAILSENSE_ACCOUNTS__TEST__LEARNING__RESCAN_SECONDS", "0.5")
+    rng = random.Random(5)
+    spam, ham = make_message(True, rng), make_message(False, rng)
+    for raw in (spam, ham):
+        dovecot.append(mailbox_user, "INBOX", raw)
+    daemon = daemon_factory(spam__enabled=True, spam__model_dir=str(tiny_model)).start()
+
+    def labels() -> list[tuple[str, str, str]]:
+        with db.session() as s:
+            return [tuple(r) for r in s.execute(text(  # type: ignore[misc]
+                "SELECT m.message_id, l.label, l.source FROM spam_labels l JOIN messages m ON m.id = l.message_id "
+                "ORDER BY l.id"))]
+
+    def filed() -> bool:
+        with db.session() as s:
+            return s.execute(text("SELECT count(*) FROM messages WHERE stage = 'done'")).scalar_one() == 2
+    wait_for(filed, 120, "classification and filing", daemon.log)
+    assert len(dovecot.uids(mailbox_user, "Junk")) == 1
+    wait_for(lambda: _looked(db), 30, "the tracker's first look", daemon.log)
+    assert labels() == []  # the daemon's own Junk move is no label
+
+    person = MailClient(dovecot, mailbox_user)
+    person.move("Junk", message_id_of(spam), "INBOX")
+    wait_for(lambda: labels() == [(message_id_of(spam), "ham", "user_move")], 30, "the ham label", daemon.log)
+    person.move("INBOX", message_id_of(ham), "Junk")
+    wait_for(lambda: len(labels()) == 2, 30, "the spam label", daemon.log)
+    assert labels()[1] == (message_id_of(ham), "spam", "user_move")
+    with db.session() as s:  # a correction never sends the message through the pipeline again
+        assert s.execute(text("SELECT count(*) FROM mail_actions")).scalar_one() == 1
+    assert daemon.terminate() == 0
+
+
+def _looked(db: Database) -> bool:
+    with db.session() as s:
+        return s.execute(text("SELECT count(*) FROM learning_folders WHERE name = 'Junk'")).scalar_one() == 1
