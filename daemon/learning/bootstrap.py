@@ -27,7 +27,7 @@ from imap_tools import BaseMailBox
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from daemon.config import AccountSettings, Settings
+from daemon.config import AccountSettings
 from daemon.db.session import Database
 from daemon.imap import connection
 from daemon.ingest.imap import internal_dates
@@ -218,7 +218,7 @@ def _store(session: Session, account_id: int, raw: bytes, pipeline_takes_it: boo
     return result is Stored.inserted, message_id
 
 
-def bootstrap_once(settings: Settings, account: AccountSettings, db: Database, mailbox: BaseMailBox,
+def bootstrap_once(account: AccountSettings, db: Database, mailbox: BaseMailBox,
                    stop: threading.Event) -> Progress | None:
     """The account's day-one bootstrap, if no daemon has done it yet; None when it was done before."""
     with db.session() as session, session.begin():
@@ -242,8 +242,7 @@ def bootstrap_once(settings: Settings, account: AccountSettings, db: Database, m
     with db.session() as session, session.begin():
         session.execute(FINISH_SQL, {"account": account_id, "spam": progress.labelled["spam"],
                                      "ham": progress.labelled["ham"], "detail": progress.summary()})
+    # The scheduler's token job ([learning] token_refresh_seconds) fits token statistics and
+    # thresholds on the new labels; this thread goes on watching for corrections meanwhile.
     log.info("%s: done: %s", what, progress.summary())
-    from daemon.learning.refresh import labels_changed
-
-    labels_changed(settings, db, f"bootstrap of account {account.name}")
     return progress

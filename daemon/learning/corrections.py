@@ -168,7 +168,7 @@ class CorrectionTracker:
                 if self.account.learning.bootstrap:
                     from daemon.learning.bootstrap import bootstrap_once
 
-                    bootstrap_once(self.settings, self.account, self.db, mailbox, self.stop)
+                    bootstrap_once(self.account, self.db, mailbox, self.stop)
                 while not self.stop.is_set():
                     if self.account.learning.watch_corrections:
                         self.check(mailbox)

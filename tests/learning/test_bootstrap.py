@@ -33,7 +33,7 @@ def test_bootstrap_labels_the_newest_per_class_once_and_keeps_them_out_of_the_pi
     harness.account = harness.account.model_copy(update={"start_from": "new"})
     harness.watcher.account = harness.account
     harness.ingest()  # INBOX starts "new": what is there now is the person's, not the pipeline's
-    progress = bootstrap_once(harness.settings, harness.account, harness.db, harness.mailbox, harness.stop)
+    progress = bootstrap_once(harness.account, harness.db, harness.mailbox, harness.stop)
     assert progress is not None and progress.labelled == {"spam": 3, "ham": 3}
 
     with harness.db.session() as s:
@@ -48,7 +48,7 @@ def test_bootstrap_labels_the_newest_per_class_once_and_keeps_them_out_of_the_pi
     assert total == 6 and tuple(run) == (3, 3, True)
 
     # Once per account: a restart (or a second daemon) does not run it again.
-    assert bootstrap_once(harness.settings, harness.account, harness.db, harness.mailbox, harness.stop) is None
+    assert bootstrap_once(harness.account, harness.db, harness.mailbox, harness.stop) is None
 
     # A bootstrapped spam the person moves out of Junk is a correction like any other.
     from tests.learning.conftest import MailClient
