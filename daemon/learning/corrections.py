@@ -176,16 +176,22 @@ class CorrectionTracker:
                     if not self.stop.is_set() and mailbox.client.noop()[0] != "OK":
                         break
             except connection.AuthenticationFailed as exc:
-                self._failed("auth", str(exc), 30.0)
-            except Exception as exc:
-                self._failed("error", describe_error(exc))
+                self._failed(str(exc), 30.0, quiet=True)
+            except connection.CONNECTION_ERRORS as exc:
+                self._failed(describe_error(exc), quiet=True)
+            except Exception as exc:  # a database outage or a bug: logged, never the end of the thread
+                self._failed(describe_error(exc))
             finally:
                 if mailbox is not None:
                     connection.close(mailbox)
 
-    def _failed(self, kind: str, detail: str, min_delay: float = 0.0) -> None:
+    def _failed(self, detail: str, min_delay: float = 0.0, quiet: bool = False) -> None:
+        """Back off and retry. A server outage is the folder watchers' to report (once); here it is debug."""
         delay = max(min_delay, self.backoff.next_delay())
-        self.outage.failed(kind, detail, delay)
+        if quiet:
+            log.debug("%s: %s; retrying in %.0fs", self.what, detail, delay)
+        else:
+            self.outage.failed("error", detail, delay)
         self.stop.wait(delay)
 
     # -- one look at the mailbox ---------------------------------------------------------------
@@ -340,7 +346,7 @@ class CorrectionTracker:
         first = max(1, status.uid_next - FLAG_RESCAN_UIDS)
         changed = mailbox_folders.changed_flags(mailbox, since, first)
         interesting = {uid: flags for uid, flags in changed.items()
-                       if flags & {"$junk", "$notjunk", "junk", "notjunk", "\\answered"}}
+                       if flags & {"$junk", "$notjunk", "junk", "notjunk", "nonjunk", "\\answered"}}
         for uid, flags in interesting.items():
             with self.db.session() as session:
                 at = session.execute(AT_LOCATION_SQL, {"account": self.account_id, "folder": name,
@@ -354,7 +360,7 @@ class CorrectionTracker:
 
     def _keywords(self, message: int, flags: set[str], kind: str) -> None:
         junk = bool(flags & {"$junk", "junk"})
-        not_junk = bool(flags & {"$notjunk", "notjunk"})
+        not_junk = bool(flags & {"$notjunk", "notjunk", "nonjunk"})
         with self.db.session() as session, session.begin():
             previous = self._previous(session, message)
             ours = (previous.filing_keyword or "").lower()
