@@ -45,6 +45,7 @@ def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, li
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
         "labels": labels.label_counts(session),
         "label_totals": labels.label_totals(session),
+        "bootstraps": labels.bootstraps(session),
     }
 
 
@@ -84,6 +85,7 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
             lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
     if "labels" in status:
         lines.extend(labels.render_counts(status["labels"], status.get("label_totals", [])))
+        lines.extend(labels.render_bootstraps(status.get("bootstraps", [])))
     lines.extend(extra_lines)
     return "\n".join(lines)
 

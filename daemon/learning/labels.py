@@ -61,6 +61,15 @@ EFFECTIVE_SQL = text(
 )
 
 
+BOOTSTRAPS_SQL = text(
+    """
+    SELECT a.name AS account, b.started_at, b.finished_at, b.spam, b.ham
+      FROM learning_bootstraps b JOIN accounts a ON a.id = b.account_id
+     ORDER BY a.name
+    """
+)
+
+
 class LabelError(ValueError):
     """A label that cannot be recorded; the text says which value is wrong."""
 
@@ -113,6 +122,23 @@ def label_counts(session: Session) -> list[dict[str, object]]:
 def label_totals(session: Session) -> list[dict[str, object]]:
     """The newest label per message, counted by class: what a training run would see."""
     return [dict(r._mapping) for r in session.execute(EFFECTIVE_SQL)]
+
+
+def bootstraps(session: Session) -> list[dict[str, object]]:
+    """Each account's day-one bootstrap: when, and how many labels it gave."""
+    return [dict(r._mapping) for r in session.execute(BOOTSTRAPS_SQL)]
+
+
+def render_bootstraps(rows: list[dict[str, object]]) -> list[str]:
+    lines = []
+    for row in rows:
+        finished = row["finished_at"]
+        if isinstance(finished, datetime):
+            lines.append(f"    {row['account']} / bootstrap: done {finished:%Y-%m-%d %H:%M}, "
+                         f"spam {row['spam']}, ham {row['ham']} labelled")
+        else:
+            lines.append(f"    {row['account']} / bootstrap: running since {row['started_at']:%Y-%m-%d %H:%M}")
+    return lines
 
 
 def render_counts(by_source: list[dict[str, object]], totals: list[dict[str, object]]) -> list[str]:

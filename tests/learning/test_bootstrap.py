@@ -59,3 +59,11 @@ def test_bootstrap_labels_the_newest_per_class_once_and_keeps_them_out_of_the_pi
     assert harness.look() == {}  # Junk to Junk: still spam, no label
     MailClient(dovecot, mailbox_user).move("Junk", spam[1], "INBOX")
     assert harness.look() == {"user_move": 1}
+
+    from daemon import status
+
+    with harness.db.session() as s:
+        shown = status.render(status.collect(s), [])
+    assert "labels: spam 2, ham 4 (the newest label of each message)" in shown  # spam[1] was moved out
+    assert "test / bootstrap: spam 3, ham 3" in shown and "test / user_move: spam 0, ham 1" in shown
+    assert "test / bootstrap: done" in shown and "spam 3, ham 3 labelled" in shown
