@@ -1,6 +1,7 @@
 """How many genuine customer questions does a spam model hold as unsure (so no draft is written)?
 
     python bench/support_unsure.py --model STATE_DIR/models/starter-v1 [--count 40] [--headers]
+        [--questions DATA/support-qa/emanual_s10/questions.jsonl]
 
 The questions are the user questions of the shared E-Manual set (``support-qa/emanual_s10``), each
 wrapped as a short email from an unknown sender in one of a dozen phrasings written for this
@@ -68,6 +69,7 @@ def customer_mail(question: str, rng: random.Random, headers: bool, when: dateti
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model version directory (e.g. state/models/starter-v1)")
+    parser.add_argument("--questions", default=str(QUESTIONS), help="questions.jsonl of a support-qa set")
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--headers", action="store_true", help="add Received and DKIM-Signature headers")
     parser.add_argument("--seed", type=int, default=16)
@@ -75,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    questions = [json.loads(line)["question"] for line in Path(args.questions).read_text().splitlines() if line.strip()]
     start = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     mails = [customer_mail(q, rng, args.headers, start + timedelta(minutes=17 * i))
              for i, q in enumerate(questions[: args.count])]
