@@ -54,3 +54,35 @@ def test_daemon_learns_a_spam_verdict_moved_back_and_a_message_moved_into_junk(
 def _seen_in_junk(db: Database) -> bool:
     with db.session() as s:
         return s.execute(text("SELECT count(*) FROM learning_places WHERE kind = 'junk'")).scalar_one() == 1
+
+
+def test_daemon_bootstraps_once_from_junk_and_kept_folders(daemon_factory, dovecot, mailbox_user: str, db: Database,
+                                                           monkeypatch):
+    from tests.helpers import make_message as plain_message
+
+    monkeypatch.setenv("MAILSENSE_ACCOUNTS__TEST__LEARNING__BOOTSTRAP", "true")
+    dovecot.create_folder(mailbox_user, "Archive")
+    for folder in ("Junk", "Junk", "Archive", "Archive"):
+        dovecot.append(mailbox_user, folder, plain_message(f"kept in {folder}"))
+    daemon = daemon_factory().start()
+
+    def finished() -> bool:
+        with db.session() as s:
+            return bool(s.execute(text("SELECT count(*) FROM learning_bootstraps WHERE finished_at IS NOT NULL"))
+                        .scalar_one())
+    wait_for(finished, 60, "the bootstrap", daemon.log)
+    with db.session() as s:
+        rows = s.execute(text("SELECT l.label, m.source, m.stage FROM spam_labels l "
+                              "JOIN messages m ON m.id = l.message_id")).all()
+    assert sorted(tuple(r) for r in rows) == [("ham", "bootstrap", "done")] * 2 + [("spam", "bootstrap", "done")] * 2
+    assert "bootstrap: done: spam 2, ham 2 labelled" in daemon.log()
+    assert daemon.terminate() == 0
+    dovecot.append(mailbox_user, "Junk", plain_message("arrived later"))
+    daemon.start()  # a restart does not bootstrap again: it goes straight to watching for corrections
+
+    def looked_again() -> bool:
+        with db.session() as s:
+            return s.execute(text("SELECT uid_next FROM learning_folders WHERE name = 'Junk'")).scalar() == 4
+    wait_for(looked_again, 30, "the tracker's look after the restart", daemon.log)
+    assert daemon.terminate() == 0
+    assert daemon.log().count("learning from the mailbox") == 0
