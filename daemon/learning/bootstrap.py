@@ -229,15 +229,17 @@ def bootstrap_once(account: AccountSettings, db: Database, mailbox: BaseMailBox,
     what = f"account {account.name}: bootstrap"
     log.info("%s: learning from the mailbox (newest %d per class; Junk is spam, kept mail is ham)",
              what, account.learning.bootstrap_per_class)
-    folder_map = mailbox_folders.read_folders(mailbox, account)
-    progress = learn_from_folders(db, mailbox, account, bootstrap_specs(folder_map, account),
-                                  account.learning.bootstrap_per_class, SOURCE,
-                                  lambda line: log.info("%s: %s", what, line), stop)
+    try:
+        folder_map = mailbox_folders.read_folders(mailbox, account)
+        progress = learn_from_folders(db, mailbox, account, bootstrap_specs(folder_map, account),
+                                      account.learning.bootstrap_per_class, SOURCE,
+                                      lambda line: log.info("%s: %s", what, line), stop)
+    except BaseException:
+        _release(db, account_id)  # a lost connection or an outage: the next connect starts it again
+        raise
     if stop.is_set():
         log.info("%s: interrupted; it starts again after a restart", what)
-        with db.session() as session, session.begin():
-            session.execute(text("DELETE FROM learning_bootstraps WHERE account_id = :a AND finished_at IS NULL"),
-                            {"a": account_id})
+        _release(db, account_id)
         return progress
     with db.session() as session, session.begin():
         session.execute(FINISH_SQL, {"account": account_id, "spam": progress.labelled["spam"],
@@ -246,3 +248,10 @@ def bootstrap_once(account: AccountSettings, db: Database, mailbox: BaseMailBox,
     # thresholds on the new labels; this thread goes on watching for corrections meanwhile.
     log.info("%s: done: %s", what, progress.summary())
     return progress
+
+
+def _release(db: Database, account_id: int) -> None:
+    """Give up the claim of an unfinished bootstrap; what it stored and labelled so far is kept (not twice)."""
+    with db.session() as session, session.begin():
+        session.execute(text("DELETE FROM learning_bootstraps WHERE account_id = :a AND finished_at IS NULL"),
+                        {"a": account_id})
