@@ -27,7 +27,10 @@ from daemon.logs import setup_logging
 log = logging.getLogger("mailsense")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-FEATURE_CLIS = ("daemon.training.cli", "daemon.kb.cli", "daemon.review.cli", "daemon.web.cli")
+FEATURE_CLIS = (
+    "daemon.training.cli", "daemon.kb.cli", "daemon.review.cli", "daemon.learning.cli", "daemon.learning.models_cli",
+    "daemon.web.cli",
+)
 
 
 def check_vectors(db: Database) -> None:

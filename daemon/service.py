@@ -1,7 +1,8 @@
 """Wiring of ``mailsense run``: watchers, SMTP ingress, workers, health, signals, graceful stop.
 
-SIGTERM stops taking new work: watchers leave IDLE and log out, the SMTP listener closes,
-workers finish the batch in hand (its outcome is recorded) and exit. A batch still running
+SIGTERM stops taking new work: the job scheduler starts no more jobs (daemon/schedule/), watchers
+leave IDLE and log out, the SMTP listener closes, workers finish the batch in hand (its outcome
+is recorded) and exit. A batch still running
 after ``daemon.shutdown_timeout`` is abandoned: its leases are released without the claims
 counting, so another worker or daemon redoes it at once, which the stages are built to tolerate.
 
@@ -35,6 +36,7 @@ from daemon.errors import describe_error
 from daemon.health import backlog, folder_states, sd_notify, serve_health, watchdog_interval
 from daemon.ingest.imap import FolderWatcher
 from daemon.ingest.smtp import make_controller
+from daemon.learning.corrections import trackers
 from daemon.pipeline.router import Pipeline
 from daemon.pipeline.worker import Worker
 from daemon.review import stats as review_stats
@@ -209,6 +211,9 @@ class Service:
         if watchers:  # accounts configured: approved drafts become replies in their mailboxes
             deliverer = Deliverer(self.settings, to_libpq_url(self.db.url), self.thread_stop)
             threads.append(threading.Thread(target=deliverer.run, name="delivery", daemon=True))
+        # Corrections (moves in and out of Junk, keywords, replies) and the day-one bootstrap, per account.
+        threads += [threading.Thread(target=t.run, name=f"learning:{t.account.name}", daemon=True)
+                    for t in trackers(self.settings, self.db, self.thread_stop)]
         for thread in threads:
             thread.start()
 
@@ -225,6 +230,12 @@ class Service:
 
         if review_page is not None:
             await review_page.start()
+        scheduler = None
+        if self.settings.learning.schedule:
+            from daemon.schedule.scheduler import JobScheduler
+
+            scheduler = JobScheduler(self.settings, self.db, self.instance)
+            scheduler.start()
 
         worker_tasks = [asyncio.create_task(w.run(self.stop), name=w.name) for w in self.workers]
         watchdog = asyncio.create_task(self._watchdog())
@@ -234,6 +245,8 @@ class Service:
 
         await self.stop.wait()
 
+        if scheduler is not None:  # no new jobs; a job in progress is abandoned (daemon/schedule/scheduler.py)
+            scheduler.shutdown()
         if controller is not None:
             await asyncio.to_thread(controller.stop)
         if health_server is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db import instances
 from daemon.delivery import stats as delivery_stats
+from daemon.learning import labels
 from daemon.review import stats as review_stats
 
 STAGES_SQL = text(
@@ -47,6 +48,9 @@ def collect(session: Session, stale_after_seconds: float = 30.0) -> dict[str, li
         "problems": [dict(r._mapping) for r in session.execute(ERRORS_SQL)],
         "delivery": [delivery_stats.delivery_counts(session)],
         "review": [dataclasses.asdict(review_stats.acceptance(session))],
+        "labels": labels.label_counts(session),
+        "label_totals": labels.label_totals(session),
+        "bootstraps": labels.bootstraps(session),
     }
 
 
@@ -86,6 +90,9 @@ def render(status: dict[str, list[dict[str, object]]], extra_lines: list[str]) -
             lines.append(f"    message {row['id']}: {where}, attempts {row['attempts']}: {row['error']}")
     for delivery in status.get("delivery", []):
         lines.extend(delivery_stats.render(delivery))
+    if "labels" in status:
+        lines.extend(labels.render_counts(status["labels"], status.get("label_totals", [])))
+        lines.extend(labels.render_bootstraps(status.get("bootstraps", [])))
     lines.extend(extra_lines)
     for row in status.get("review", []):
         lines.extend(review_stats.acceptance_lines(review_stats.Acceptance(**row)))  # type: ignore[arg-type]

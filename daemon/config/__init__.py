@@ -27,6 +27,8 @@ from daemon.config.base import read_secret_file as read_secret_file
 from daemon.config.delivery import AccountDeliverySettings
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
+from daemon.config.learning import AccountLearningSettings
+from daemon.config.learning_schedule import LearningSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
 from daemon.config.spam import AccountSpamSettings, SpamSettings
 from daemon.config.web import WebSettings
@@ -131,6 +133,7 @@ class AccountSettings(Section):
     spam: AccountSpamSettings = Field(default_factory=AccountSpamSettings)
     drafts: AccountDraftSettings = Field(default_factory=AccountDraftSettings)
     delivery: AccountDeliverySettings = Field(default_factory=AccountDeliverySettings)
+    learning: AccountLearningSettings = Field(default_factory=AccountLearningSettings)
 
     @field_validator("start_from")
     @classmethod
@@ -207,6 +210,7 @@ class Settings(Section):
     kb: KBSettings = Field(default_factory=KBSettings)
     drafts: DraftSettings = Field(default_factory=DraftSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
     @field_validator("accounts")
     @classmethod
