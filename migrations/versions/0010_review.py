@@ -4,7 +4,7 @@ triggers that check transitions and announce changes, and the ``review_queue`` v
 The SQL lives in ``daemon.review.schema`` so the migration and the documentation read one copy.
 
 Revision ID: 0010_review
-Revises: 0007_trust
+Revises: 0009_jobs
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from daemon.review import schema
 
 revision: str = "0010_review"
-down_revision: str | None = "0007_trust"
+down_revision: str | None = "0009_jobs"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
