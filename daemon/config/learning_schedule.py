@@ -74,7 +74,7 @@ class LearningSettings(Section):
         "(parsed fields, verdicts and labels stay); 0 = keep raw mail forever",
     )
     version_retention_days: int = Field(
-        30, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
+        14, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
         "than this many days; their rows and metrics stay",
     )
     kb_sync_folders: list[str] = Field(
