@@ -50,8 +50,9 @@ class LearningSettings(Section):
         "empty = the bundled public corpus (its train split); 'none' = the mailbox's labels only",
     )
     base_corpus_max: int = Field(
-        2000, ge=0,
-        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all)",
+        0, ge=0,
+        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all). "
+        "A candidate that sees less than the live model saw tends to be rejected by the gate",
     )
     eval_corpus: str = Field(
         "", description="fixed evaluation corpus of the promotion gate; empty = the bundled public corpus's test split "
