@@ -5,9 +5,13 @@ The jobs themselves live in ``daemon/learning/retrain.py`` and ``daemon/learning
 small machine (or a test) can run a complete retrain in seconds.
 """
 
+import re
+
 from pydantic import Field, field_validator
 
 from daemon.config.base import Section
+
+CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 
 
 class LearningSettings(Section):
@@ -50,8 +54,9 @@ class LearningSettings(Section):
         "empty = the bundled public corpus (its train split); 'none' = the mailbox's labels only",
     )
     base_corpus_max: int = Field(
-        2000, ge=0,
-        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all)",
+        0, ge=0,
+        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all). "
+        "A candidate that sees less than the live model saw tends to be rejected by the gate",
     )
     eval_corpus: str = Field(
         "", description="fixed evaluation corpus of the promotion gate; empty = the bundled public corpus's test split "
@@ -74,7 +79,7 @@ class LearningSettings(Section):
         "(parsed fields, verdicts and labels stay); 0 = keep raw mail forever",
     )
     version_retention_days: int = Field(
-        30, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
+        14, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
         "than this many days; their rows and metrics stay",
     )
     kb_sync_folders: list[str] = Field(
@@ -85,11 +90,10 @@ class LearningSettings(Section):
     @field_validator("fine_tune_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
-        if value.strip():
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(value)
-            except ValueError as exc:
-                raise ValueError(f"not a crontab line ({exc}); for example '0 3 * * *' = 03:00 every day") from None
-        return value.strip()
+        """Five fields of a crontab line; the scheduler parses the rest (APScheduler is not imported here:
+        settings load before ``mailsense run`` can handle SIGTERM, and every import delays that)."""
+        fields = value.split()
+        if fields and (len(fields) != 5 or not all(CRON_FIELD.fullmatch(f) for f in fields)):
+            raise ValueError(f"not a crontab line ({value!r}): five fields, minute hour day month weekday; "
+                             "for example '0 3 * * *' = 03:00 every day")
+        return " ".join(fields)
