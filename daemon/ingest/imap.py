@@ -14,6 +14,7 @@ Pointing Mailsense at a mailbox with years of mail must not classify, file and d
 from __future__ import annotations
 
 import imaplib
+import io
 import logging
 import re
 import select
@@ -142,6 +143,33 @@ def _mail_announced(mailbox: BaseMailBox) -> bool:
     return bool(responses.pop("EXISTS", None)) | bool(responses.pop("RECENT", None))
 
 
+def _already_received(client: imaplib.IMAP4) -> bool:
+    """Whether bytes from the server wait on our side of the socket, where ``select`` cannot see them.
+
+    imaplib reads lines through a buffered file: when the server sends "+ idling" and "* 5 EXISTS"
+    in one packet (or "* OK Still here" and an EXISTS), reading the first line leaves the second
+    in that buffer, and ``select`` on the socket would wait for the next packet (the IDLE renewal,
+    minutes later). A TLS socket can also hold decrypted bytes (``pending``).
+
+    ``peek`` returns the buffer without touching the socket when it holds anything; when empty it
+    reads once, which must not block: the socket is made non-blocking for that read, so it gives
+    nothing (plain) or raises ``SSLWantReadError`` (TLS) when no data has come. Whatever it does
+    read stays in the buffer for the next ``readline``, so no line is lost.
+    """
+    sock, file = client.sock, client.file
+    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+        return True
+    if not isinstance(file, io.BufferedReader):
+        return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(file.peek(1))
+    except ssl.SSLWantReadError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+
 
 @dataclass(frozen=True)
 class _Oversized:
@@ -262,11 +290,9 @@ class FolderWatcher:
             self._end_idle(mailbox, tag)
             return
         deadline = time.monotonic() + self.account.idle_renew_seconds
-        sock = client.sock
         while not self.stop.is_set() and time.monotonic() < deadline:
-            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-            if not pending:
-                readable, _, _ = select.select([sock], [], [], 1.0)
+            if not _already_received(client):
+                readable, _, _ = select.select([client.sock], [], [], 1.0)
                 if not readable:
                     continue
             line = client._get_line()
