@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 SAME_LAYER = {("logs", "errors"), ("health", "metrics"), ("cli", "service"), ("cli", "status"), ("service", "health"),
               ("service", "stages"), ("config", "errors"), ("service", "schedule"), ("service", "web"),
-              ("cli", "web"), ("cli", "schedule"), ("status", "schedule"), ("schedule", "stages")}
+              ("cli", "web"), ("cli", "schedule"), ("status", "schedule"), ("schedule", "stages"),
+              ("review", "learning")}
 
 
 def package_of(module: str) -> str | None:

@@ -18,7 +18,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from daemon.drafts.tables import Draft
+from daemon.drafts.tables import REWRITABLE, Draft
+from daemon.learning.labels import record_label
 from daemon.review.schema import REVIEWER_SETTING
 
 
@@ -44,6 +45,23 @@ def reject(session: Session, draft_id: int, reviewer: str, reason: str) -> Draft
     if not reason.strip():
         raise ReviewError("give a reason for rejecting the draft")
     return _update(session, draft_id, reviewer, {"status": "rejected", "reject_reason": reason.strip()})
+
+
+def junk(session: Session, draft_id: int, reviewer: str) -> Draft:
+    """Reject the draft because its message is spam, and record that as a spam label.
+
+    Unsure mail is drafted in support mailboxes so that no customer question is lost; the reviewer
+    who sees a spam there corrects the filter with the same click, as moving it to Junk would.
+    """
+    status = session.execute(select(Draft.status).where(Draft.id == draft_id).with_for_update()).scalar_one_or_none()
+    if status is not None and status not in REWRITABLE:  # junking twice must not add a second label
+        raise ReviewError(f"draft {draft_id} is {status}: only a draft awaiting review can be junked")
+    draft = _update(session, draft_id, reviewer, {"status": "rejected", "reject_reason": JUNK_REASON})
+    record_label(session, draft.message_id, "spam", "review", detail=f"draft {draft_id} junked by {reviewer.strip()}")
+    return draft
+
+
+JUNK_REASON = "spam"
 
 
 def _checked_text(text: str) -> str:

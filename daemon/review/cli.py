@@ -68,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     reject = drafts.add_parser("reject", parents=[reviewer], help="reject a draft: it is never delivered")
     reject.add_argument("id", type=int)
-    reject.add_argument("--reason", required=True, help="why (kept for the statistics and the learning loop)")
+    why = reject.add_mutually_exclusive_group(required=True)
+    why.add_argument("--reason", help="why (kept for the statistics and the learning loop)")
+    why.add_argument("--spam", action="store_true",
+                     help="the message is spam: reject the draft and teach the spam filter (a spam label)")
     reject.set_defaults(handler=cmd_reject)
 
 
@@ -234,6 +237,8 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
+    if args.spam:
+        return _act(settings, args, "rejected as spam", actions.junk)
     return _act(settings, args, "rejected", actions.reject, args.reason)
 
 

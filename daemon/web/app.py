@@ -302,6 +302,14 @@ async def reject(request: Request) -> Response:
     )
 
 
+async def junk(request: Request) -> Response:
+    return await _decide(
+        request, "rejected as spam",
+        lambda s, i, who, form: actions.junk(s, i, who),
+        "rejected as spam; nothing will be sent, and the spam filter learns from it.",
+    )
+
+
 async def stylesheet(request: Request) -> Response:
     return FileResponse(HERE / "static" / "style.css", media_type="text/css")
 
@@ -328,6 +336,7 @@ def build_app(settings: Settings, db: Database) -> Starlette:
         Route("/drafts/{draft_id:int}/edit", save_edit, methods=["POST"]),
         Route("/drafts/{draft_id:int}/approve", approve, methods=["POST"]),
         Route("/drafts/{draft_id:int}/reject", reject, methods=["POST"]),
+        Route("/drafts/{draft_id:int}/junk", junk, methods=["POST"]),
         Route("/style.css", stylesheet, methods=["GET"]),
     ]
     middleware = [

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from daemon.config import Settings
 from daemon.drafts.stage import DraftStage
 from daemon.kb.store import KnowledgeBase
-from daemon.review.actions import ReviewError, approve, edit, reject
+from daemon.review.actions import ReviewError, approve, edit, junk, reject
 from daemon.review.queue import draft_detail, list_queue
 from tests.drafts.conftest import write_kb
 from tests.drafts.test_stage import QUESTION, email, run, store
@@ -109,3 +109,17 @@ def test_acceptance_figures_for_status_and_metrics(db):
     [line] = acceptance_lines(figures)
     assert line.startswith("review: 3 decided, approved unchanged 1 (33%), approved after edits 1 (33%), "
                            "rejected 1 (33%); 1 awaiting review; edited drafts kept 8")
+
+
+def test_junk_rejects_the_draft_and_records_a_spam_label(db, draft_id):
+    with db.session() as s, s.begin():
+        draft = junk(s, draft_id, "ann")
+        assert draft.status == "rejected" and draft.reject_reason == "spam" and draft.reviewed_by == "ann"
+    with db.session() as s:
+        labels = s.execute(text("SELECT l.label, l.source, l.detail FROM spam_labels l JOIN drafts d "
+                                "ON d.message_id = l.message_id WHERE d.id = :id"), {"id": draft_id}).all()
+    assert [tuple(r) for r in labels] == [("spam", "review", f"draft {draft_id} junked by ann")]
+    with db.session() as s, s.begin(), pytest.raises(ReviewError, match="is rejected: only a draft awaiting review"):
+        junk(s, draft_id, "ann")  # a refused transition records no second label
+    with db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM spam_labels")).scalar_one() == 1

@@ -71,3 +71,17 @@ def test_list_show_approve_edit_reject(db, db_url, state_dir, tmp_path):
     assert ("review: 3 decided, approved unchanged 0 (0%), approved after edits 2 (67%), rejected 1 (33%); "
             "0 awaiting review") in status.stdout
     assert "drafts: approved 2, rejected 1" in status.stdout
+
+
+def test_reject_as_spam_teaches_the_filter(db, db_url, state_dir):
+    draft = add_draft(db)
+    junked = mailsense(db_url, state_dir, "drafts", "reject", str(draft), "--spam", "--reviewer", "ann")
+    assert junked.returncode == 0, junked.stderr
+    assert f"draft {draft} rejected as spam: now rejected" in junked.stdout
+    row = draft_row(db, draft)
+    assert row["status"] == "rejected" and row["reject_reason"] == "spam"
+    status = mailsense(db_url, state_dir, "status")
+    assert status.returncode == 0, status.stderr
+    assert "review" in status.stdout and "spam" in status.stdout
+    neither = mailsense(db_url, state_dir, "drafts", "reject", str(draft))
+    assert neither.returncode == 2 and "one of the arguments --reason --spam is required" in neither.stderr

@@ -214,3 +214,16 @@ def test_mail_the_spam_filter_is_unsure_about_is_marked(client, db, drafts):
     assert '<span class="badge unsure">unsure</span> 0.55' in client.get("/").text
     assert "the spam filter is unsure" in client.get(f"/drafts/{drafts.refund}").text
     assert "the spam filter is unsure" not in client.get(f"/drafts/{drafts.wifi}").text
+
+
+def test_this_is_spam_rejects_and_labels_with_a_token_only(client, db, drafts: Drafts):
+    token = log_in(client)
+    refused = client.post(f"/drafts/{drafts.wifi}/junk", data={}, follow_redirects=False)
+    assert refused.status_code == 403 and row(db, drafts.wifi)["status"] == "pending"
+    response = client.post(f"/drafts/{drafts.wifi}/junk", data={"csrf": token}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert row(db, drafts.wifi)["status"] == "rejected"
+    with db.session() as s:
+        label = s.execute(text("SELECT l.label, l.source FROM spam_labels l JOIN drafts d ON d.message_id = "
+                               "l.message_id WHERE d.id = :id"), {"id": drafts.wifi}).one()
+    assert tuple(label) == ("spam", "review")
