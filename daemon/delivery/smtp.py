@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
-import ssl
 from types import TracebackType
 
 from daemon.config import AccountSettings
+from daemon.imap.connection import ssl_context
 
 
 class Refused(Exception):
     """The server refused the message for good (5xx): retrying the same bytes will not help."""
-
-
-def _context(account: AccountSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=account.ca_file or None)
-    if not account.verify_cert:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class NotSent(Exception):
@@ -54,13 +46,13 @@ class Submission:
         s, timeout = self.settings, self.account.timeout_seconds
         host, port = s.smtp_host, s.effective_smtp_port
         if s.smtp_tls == "implicit":
-            self.client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=_context(self.account))
+            self.client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl_context(self.account))
         else:
             self.client = smtplib.SMTP(host, port, timeout=timeout)
         client = self.client
         client.ehlo()
         if s.smtp_tls == "starttls":
-            client.starttls(context=_context(self.account))
+            client.starttls(context=ssl_context(self.account))
             client.ehlo()
         if s.smtp_user:
             try:
