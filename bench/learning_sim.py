@@ -1,0 +1,440 @@
+"""The learning loop replayed on the SpamAssassin corpus in time order, against bogofilter.
+
+    .venv/bin/python bench/learning_sim.py --out bench/results/learning.json --plot docs/learning.png
+    .venv/bin/python bench/learning_sim.py --quick --out /tmp/learning-quick.json   # a small subset, minutes
+
+As the TREC spam track does, a mailbox is replayed in order:
+
+1. a Mailsense model version is trained with the product's code (``train_model``, the starter
+   recipe: token statistics on every message, a one-epoch 128-token fine-tune on a sample) on the
+   2002 mail, ``easy-ham-1`` + ``spam-1`` (``split=train``); their ``split=test`` part is the gate's
+   fixed evaluation corpus and is never trained on. bogofilter learns the same 2002 messages;
+2. the 2003 mail (``easy-ham-2``, ``hard-ham-1``, ``spam-2``) arrives shuffled (fixed seed) in
+   windows. Each window is scored by the active Mailsense version (spam = score at or above its
+   spam threshold) and by bogofilter (spam or unsure counted as spam);
+3. a simulated person corrects a share of the errors they see (all junked ham, half the spam left
+   in the inbox by default), a given number of windows later; the corrections are Mailsense's
+   errors, and bogofilter learns exactly the same messages at the same time (``-s``/``-n``);
+4. after each window with new labels, the scheduler's cheap job runs on a compressed clock: the
+   token statistics are refitted on the base corpus plus the corrections (recent ones counting
+   more), the ensemble weights and thresholds are refitted on the base validation part, and the
+   candidate goes through the promotion gate (``daemon/learning/gate.py``) on the fixed corpus plus
+   the newest 20 % of corrections, which this candidate was not trained on. The transformer is the
+   first version's throughout (no fine-tune in the loop: 2 shared cores).
+
+Numbers go to ``--out`` (JSON), a plot of FPR and recall per window to ``--plot`` (PNG), progress
+to the log. Needs ``apt-get install -y bogofilter`` and matplotlib (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from learning_stream import (  # noqa: E402
+    Correction,
+    available,
+    correction_weight,
+    person_corrections,
+    rates,
+    recall_at_fpr,
+    split_for_gate,
+    verdict,
+    windows,
+)
+
+from daemon.spam.model import Ensemble, SpamModel, Thresholds, sigmoid  # noqa: E402
+from daemon.spam.tokens import TokenModel  # noqa: E402
+from daemon.training.data import Example, RawExample, iter_raw, parse_examples, split_validation  # noqa: E402
+from daemon.training.train import TrainConfig, choose_thresholds, fit_ensemble, train_model  # noqa: E402
+
+log = logging.getLogger("learning_sim")
+
+DEFAULT_DATA = REPO / "daemon/data/spamassassin-public-corpus.tar.gz"  # the same file as shared/data/
+BASE_GROUPS = ("easy-ham-1", "spam-1")
+STREAM_GROUPS = ("easy-ham-2", "hard-ham-1", "spam-2")
+MAX_FPR = 0.0025
+
+
+# --- the corpus ---------------------------------------------------------------------------
+
+@dataclass
+class Corpus:
+    """The three parts of the replay, parsed once; bogofilter reads the raw files written from them."""
+
+    base: list[Example]  # 2002, split=train: the first version's (and bogofilter's) training data
+    fixed: list[Example]  # 2002, split=test: the gate's fixed evaluation corpus, never trained on
+    stream: list[Example]  # 2003, in arrival order after windowing
+    raw: dict[str, bytes]
+
+
+def _stratified_sample(items: list[RawExample], n: int, rng: random.Random) -> list[RawExample]:
+    if n >= len(items):
+        return items
+    out: list[RawExample] = []
+    for label in (0, 1):
+        group = [r for r in items if r.label == label]
+        out.extend(rng.sample(group, round(n * len(group) / len(items))))
+    return out
+
+
+def load_corpus(path: Path, quick: bool, seed: int) -> Corpus:
+    base_raw: list[RawExample] = []
+    fixed_raw: list[RawExample] = []
+    stream_raw: list[RawExample] = []
+    for item in iter_raw(path):
+        group = item.name.split("/", 1)[0]
+        if group in BASE_GROUPS:
+            (fixed_raw if item.split == "test" else base_raw).append(item)
+        elif group in STREAM_GROUPS:
+            stream_raw.append(item)
+    if quick:  # minutes instead of most of an hour: a stratified slice of each part
+        rng = random.Random(seed)
+        base_raw = _stratified_sample(base_raw, 700, rng)
+        fixed_raw = _stratified_sample(fixed_raw, 250, rng)
+        stream_raw = _stratified_sample(stream_raw, 800, rng)
+    raw = {r.name: r.raw for r in (*base_raw, *fixed_raw, *stream_raw)}
+    corpus = Corpus(parse_examples(base_raw), parse_examples(fixed_raw), parse_examples(stream_raw), raw)
+    log.info("corpus: base %d (%d spam), fixed evaluation %d (%d spam), stream %d (%d spam)",
+             len(corpus.base), sum(e.label for e in corpus.base), len(corpus.fixed),
+             sum(e.label for e in corpus.fixed), len(corpus.stream), sum(e.label for e in corpus.stream))
+    return corpus
+
+
+# --- Mailsense versions -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Version:
+    """What the cheap job changes: the token model, the ensemble weights and the thresholds."""
+
+    id: int
+    tokens: TokenModel
+    ensemble: Ensemble
+    thresholds: Thresholds
+    corrections_used: int
+
+
+class Scorer:
+    """Scores any message of the replay with a version; the transformer's logits are computed once.
+
+    Token-model texts are built once for every message (the refits read them again and again);
+    transformer logits only for the messages that are ever scored (validation, fixed corpus, stream).
+    """
+
+    def __init__(self, model: SpamModel, corpus: Corpus, val: list[Example]) -> None:
+        self.token_text = {e.name: model.texts([e.message])[1][0]
+                           for e in (*corpus.base, *corpus.fixed, *corpus.stream)}
+        scored = list(dict.fromkeys(e.name for e in (*val, *corpus.fixed, *corpus.stream)))
+        messages = {e.name: e.message for e in (*corpus.base, *corpus.fixed, *corpus.stream)}
+        self.row = {name: i for i, name in enumerate(scored)}
+        started = time.monotonic()
+        self.t_logits = model.transformer.logits(model.texts([messages[n] for n in scored])[0], batch_size=32)
+        log.info("transformer logits for %d messages in %.0f s", len(scored), time.monotonic() - started)
+
+    def parts(self, tokens: TokenModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The transformer's and the token model's logits of these messages."""
+        return self.t_logits[[self.row[n] for n in names]], tokens.logits([self.token_text[n] for n in names])
+
+    def scores(self, version: Version, names: Sequence[str]) -> np.ndarray:
+        t, k = self.parts(version.tokens, names)
+        return sigmoid(version.ensemble.logit(t, k))
+
+
+def initial_model(corpus: Corpus, config: TrainConfig, cache: Path) -> Path:
+    """The first version, trained by the product's ``train_model``; reused from ``cache`` when there."""
+    if (cache / "thresholds.json").exists():
+        log.info("reusing the first version in %s", cache)
+        return cache
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    train_model(corpus.base, cache, config, on_step=lambda msg: log.info("train: %s", msg))
+    return cache
+
+
+def refresh(version_id: int, base_train: list[Example], val: list[Example], corrections: Sequence[Correction],
+            now: int, corpus: Corpus, scorer: Scorer, config: TrainConfig, args: argparse.Namespace) -> Version:
+    """The cheap job: token statistics on base + weighted corrections, then ensemble and thresholds on validation.
+
+    A correction's weight is how many times its text enters the fit (``TokenModel.fit`` has no
+    sample weights); the base corpus counts once per message.
+    """
+    texts = [scorer.token_text[e.name] for e in base_train]
+    labels = [e.label for e in base_train]
+    for c in corrections:
+        weight = correction_weight(c, now, args.weight_recent, args.weight_floor, args.weight_half_life)
+        texts.extend([scorer.token_text[corpus.stream[c.index].name]] * weight)
+        labels.extend([c.label] * weight)
+    tokens = TokenModel.fit(texts, labels, config.token_settings)
+    val_labels = [e.label for e in val]
+    t_val, k_val = scorer.parts(tokens, [e.name for e in val])
+    ensemble = fit_ensemble(t_val, k_val, val_labels)
+    thresholds = choose_thresholds(val_labels, sigmoid(ensemble.logit(t_val, k_val)), config.target_fpr,
+                                   config.unsure_fpr)
+    return Version(version_id, tokens, ensemble, thresholds, len(corrections))
+
+
+# --- the promotion gate -------------------------------------------------------------------
+
+def gate_decision(live: dict[str, float], candidate: dict[str, float], recall_margin: float) -> tuple[bool, str]:
+    """Promote only if FPR is not worse and recall not lower by more than ``recall_margin``."""
+    if candidate["fpr"] > live["fpr"] + 1e-12:
+        return False, f"FPR {candidate['fpr']:.4f} above live {live['fpr']:.4f}"
+    if candidate["recall"] < live["recall"] - recall_margin - 1e-12:
+        return False, f"recall {candidate['recall']:.4f} below live {live['recall']:.4f} beyond the margin"
+    return True, "not worse on the gate set"
+
+
+# --- bogofilter ---------------------------------------------------------------------------
+
+class Bogofilter:
+    """bogofilter 1.2.5 in its own word-list directory; unsure counts as spam."""
+
+    def __init__(self, work: Path, raw: dict[str, bytes]) -> None:
+        self.db = work / "bogofilter"
+        shutil.rmtree(self.db, ignore_errors=True)
+        self.db.mkdir(parents=True)
+        self.mail = work / "mail"
+        self.mail.mkdir(parents=True, exist_ok=True)
+        self.files: dict[str, Path] = {}
+        for i, (name, data) in enumerate(raw.items()):
+            path = self.mail / f"{i}.eml"
+            path.write_bytes(data)
+            self.files[name] = path
+
+    def learn(self, spam: Sequence[str], ham: Sequence[str]) -> None:
+        for flag, names in (("-s", spam), ("-n", ham)):
+            if names:
+                subprocess.run(["bogofilter", "-d", str(self.db), flag, "-B", *(str(self.files[n]) for n in names)],
+                               check=True)
+
+    def classify(self, names: Sequence[str]) -> tuple[list[int], list[float]]:
+        out = subprocess.run(["bogofilter", "-d", str(self.db), "-T", "-B", *(str(self.files[n]) for n in names)],
+                             check=False, capture_output=True, text=True).stdout
+        by_file: dict[str, tuple[str, float]] = {}
+        for line in out.splitlines():
+            file, flag, score = line.rsplit(maxsplit=2)
+            by_file[file] = (flag, float(score))
+        results = [by_file[str(self.files[n])] for n in names]
+        return [int(flag in ("S", "U")) for flag, _ in results], [score for _, score in results]
+
+
+# --- the replay ---------------------------------------------------------------------------
+
+def _round(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 5) for k, v in d.items()}
+
+
+def simulate(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(Path(args.data), args.quick, args.seed)
+    config = TrainConfig(epochs=1, max_length=128, transformer_max_train=200 if args.quick else args.fine_tune_sample,
+                         threads=args.threads, sender_reputation=False, progress=False, seed=args.seed)
+    model_dir = initial_model(corpus, config, work / ("first-version-quick" if args.quick else "first-version"))
+    model = SpamModel.load(model_dir, threads=args.threads)
+    base_train, val = split_validation(corpus.base, config.val_fraction, config.seed)  # as train_model split it
+    scorer = Scorer(model, corpus, val)
+    live = Version(0, model.tokens, model.ensemble, model.thresholds, 0)
+    log.info("first version: spam threshold %.4f, unsure %.4f", live.thresholds.spam, live.thresholds.unsure)
+
+    bogo = Bogofilter(work, corpus.raw)
+    bogo.learn([e.name for e in corpus.base if e.label], [e.name for e in corpus.base if not e.label])
+
+    stream_windows = windows(len(corpus.stream), args.windows, args.seed)
+    rng = random.Random(args.seed + 1)
+    corrections: list[Correction] = []
+    learned = 0
+    next_id = 1
+    window_rows: list[dict[str, Any]] = []
+    promotions: list[dict[str, Any]] = []
+    rejections: list[dict[str, Any]] = []
+    final_scores: dict[str, Any] = {}
+    fixed_names = [e.name for e in corpus.fixed]
+    fixed_labels = [e.label for e in corpus.fixed]
+
+    for w, indices in enumerate(stream_windows):
+        names = [corpus.stream[i].name for i in indices]
+        labels = [corpus.stream[i].label for i in indices]
+        scores = scorer.scores(live, names)
+        flagged = [int(s >= live.thresholds.spam) for s in scores]
+        b_flagged, b_scores = bogo.classify(names)
+        ours, theirs = rates(labels, flagged), rates(labels, b_flagged)
+        used = len(available(corrections, w - 1))
+        window_rows.append({"window": w + 1, "messages": len(names), "fpr": round(ours["fpr"], 5),
+                            "recall": round(ours["recall"], 5), "bogofilter_fpr": round(theirs["fpr"], 5),
+                            "bogofilter_recall": round(theirs["recall"], 5), "labels_so_far": used,
+                            "labels_trained": live.corrections_used, "active_version": live.id})
+        log.info("window %d/%d: %d msgs; Mailsense v%d FPR %.2f%% recall %.1f%%; bogofilter FPR %.2f%% recall %.1f%%;"
+                 " %d labels so far", w + 1, len(stream_windows), len(names), live.id, 100 * ours["fpr"],
+                 100 * ours["recall"], 100 * theirs["fpr"], 100 * theirs["recall"], used)
+        final_scores = {"labels": labels, "mailsense": scores.tolist(), "bogofilter": b_scores}
+
+        corrections += person_corrections(indices, labels, flagged, w, args.fn_share, args.fp_share, args.delay,
+                                          rng, first_order=len(corrections))
+        usable = available(corrections, w)
+        fresh = usable[learned:]
+        if not fresh or w == len(stream_windows) - 1:
+            continue
+        learned = len(usable)
+        fresh_names = [(corpus.stream[c.index].name, c.label) for c in fresh]
+        bogo.learn([n for n, y in fresh_names if y], [n for n, y in fresh_names if not y])
+
+        job_started = time.monotonic()
+        for_training, for_gate = split_for_gate(usable, args.gate_share)
+        candidate = refresh(next_id, base_train, val, for_training, w, corpus, scorer, config, args)
+        next_id += 1
+        gate_names = fixed_names + [corpus.stream[c.index].name for c in for_gate]
+        gate_labels = fixed_labels + [c.label for c in for_gate]
+        live_rates = rates(gate_labels, [int(s >= live.thresholds.spam) for s in scorer.scores(live, gate_names)])
+        cand_rates = rates(gate_labels,
+                           [int(s >= candidate.thresholds.spam) for s in scorer.scores(candidate, gate_names)])
+        promote, reason = gate_decision(live_rates, cand_rates, args.recall_margin)
+        row = {"after_window": w + 1, "live_version": live.id, "candidate_version": candidate.id,
+               "fpr_live": round(live_rates["fpr"], 5), "fpr_candidate": round(cand_rates["fpr"], 5),
+               "recall_live": round(live_rates["recall"], 5), "recall_candidate": round(cand_rates["recall"], 5),
+               "gate_ham": gate_labels.count(0), "gate_spam": gate_labels.count(1),
+               "corrections_trained": len(for_training), "corrections_in_gate": len(for_gate), "reason": reason}
+        (promotions if promote else rejections).append(row)
+        log.info("after window %d: token refresh on %d corrections (+%d held for the gate) in %.0f s; gate %s v%d: "
+                 "FPR %.4f -> %.4f, recall %.4f -> %.4f (%s)", w + 1, len(for_training), len(for_gate),
+                 time.monotonic() - job_started, "promotes" if promote else "rejects", candidate.id,
+                 live_rates["fpr"], cand_rates["fpr"], live_rates["recall"], cand_rates["recall"], reason)
+        if promote:
+            live = candidate
+
+    first, last = window_rows[0], window_rows[-1]
+    baseline = {"fpr": first["fpr"], "recall": first["recall"]}
+    final = {"fpr": last["fpr"], "recall": last["recall"]}
+    bogo_final = {"fpr": last["bogofilter_fpr"], "recall": last["bogofilter_recall"]}
+    outcome = verdict(final, bogo_final, MAX_FPR, args.level_points)
+    outcome["oracle_recall_at_fpr_0.25%_last_window"] = {
+        "mailsense": round(recall_at_fpr(final_scores["labels"], final_scores["mailsense"], MAX_FPR), 5),
+        "bogofilter": round(recall_at_fpr(final_scores["labels"], final_scores["bogofilter"], MAX_FPR), 5),
+    }
+    all_fixed = rates(fixed_labels, [int(s >= live.thresholds.spam) for s in scorer.scores(live, fixed_names)])
+    return {
+        "baseline": baseline, "final": final, "bogofilter_final": bogo_final,
+        "windows": window_rows, "promotions": promotions, "rejections": rejections,
+        "verdict": outcome,
+        "settings": {
+            "quick": args.quick, "windows": args.windows, "delay_windows": args.delay, "fn_share": args.fn_share,
+            "fp_share": args.fp_share, "gate_share": args.gate_share, "recall_margin": args.recall_margin,
+            "weight_recent": args.weight_recent, "weight_floor": args.weight_floor,
+            "weight_half_life_windows": args.weight_half_life, "fine_tune_sample": config.transformer_max_train,
+            "target_fpr": config.target_fpr, "corrections_total": len(corrections),
+            "corrections_spam": sum(c.label for c in corrections), "stream_messages": len(corpus.stream),
+            "stream_spam": sum(e.label for e in corpus.stream), "base_messages": len(corpus.base),
+            "fixed_eval_messages": len(corpus.fixed), "final_version_on_fixed_eval": _round(all_fixed),
+            "minutes": round((time.monotonic() - started) / 60, 1),
+        },
+        "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "bench/learning_sim.py", *sys.argv[1:]]), "seed": args.seed,
+    }
+
+
+def machine() -> str:
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = ", ".join(f for f in ("avx2", "avx512f") if f in flags) or "no AVX2"
+    return f"{model}, {os.cpu_count()} cores (shared with other jobs), {simd}, no GPU"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["windows"]
+    x = [r["window"] for r in rows]
+    fig, (ax_fpr, ax_rec) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    for ax, key, title in ((ax_fpr, "fpr", "ham flagged as spam (FPR, %)"), (ax_rec, "recall", "spam recall (%)")):
+        ax.plot(x, [100 * r[key] for r in rows], "o-", label="Mailsense (active version)")
+        ax.plot(x, [100 * r[f"bogofilter_{key}"] for r in rows], "s--", label="bogofilter (unsure = spam)")
+        for p in result["promotions"]:
+            ax.axvline(p["after_window"] + 0.5, color="tab:green", alpha=0.35, lw=1)
+        for p in result["rejections"]:
+            ax.axvline(p["after_window"] + 0.5, color="tab:red", alpha=0.35, lw=1, ls=":")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    ax_fpr.axhline(100 * MAX_FPR, color="grey", lw=0.8, ls="--")
+    ax_fpr.legend(loc="upper right", fontsize=8)
+    ax_rec.set_xlabel("window of 2003 mail (green: promotion after it, red dotted: rejection)")
+    fig.suptitle("Learning from corrections: 2002 model on 2003 mail, same corrections for both", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--out", default=str(REPO / "bench/results/learning.json"))
+    p.add_argument("--plot", default=None, help="PNG path for FPR and recall per window")
+    p.add_argument("--work", default="/tmp/learning-sim", help="scratch folder (first version cached here)")
+    p.add_argument("--quick", action="store_true", help="a small stratified subset, for development")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--windows", type=int, default=12)
+    p.add_argument("--delay", type=int, default=1, help="windows between a wrong verdict and its correction")
+    p.add_argument("--fn-share", type=float, default=0.5, help="share of missed spam the person junks")
+    p.add_argument("--fp-share", type=float, default=1.0, help="share of junked ham the person rescues")
+    p.add_argument("--gate-share", type=float, default=0.2, help="newest share of corrections held for the gate")
+    p.add_argument("--recall-margin", type=float, default=0.01, help="recall a candidate may lose on the gate set")
+    p.add_argument("--weight-recent", type=int, default=4, help="times a fresh correction counts in the token fit")
+    p.add_argument("--weight-floor", type=int, default=2, help="times an old correction still counts")
+    p.add_argument("--weight-half-life", type=float, default=4.0, help="windows for a correction's weight to halve")
+    p.add_argument("--fine-tune-sample", type=int, default=800, help="messages in the first version's fine-tune")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 shared cores)")
+    p.add_argument("--level-points", type=float, default=2.0, help="recall shortfall that still counts as level")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("daemon").setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parse_args(argv)
+    if shutil.which("bogofilter") is None:
+        raise SystemExit("bogofilter is not installed: apt-get install -y bogofilter")
+    result = simulate(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s; %s", out, result["verdict"]["text"])
+    if args.plot:
+        plot(result, Path(args.plot))
+        log.info("wrote %s", args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The pure parts of the learning-loop simulation (bench/learning_sim.py): no models, no files.
+
+Kept apart so the unit tests (tests/learning/test_learning_stream.py) can check them without
+torch or bogofilter:
+
+* the stream: the 2003 groups shuffled with a fixed seed and cut into equal windows, as the TREC
+  spam track replays a mailbox in order;
+* the person: who notices which errors of the verdicts they saw, and when the correction
+  arrives (a delay in windows);
+* the gate's share of the corrections (the newest 20 % by time, never trained on) and the
+  weight of a correction by its age;
+* the figures: FPR and spam recall of a window, recall at a fixed FPR, and the verdict against
+  bogofilter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A label the person gave for a message the filter got wrong.
+
+    ``seen_in``: the window whose verdict was wrong; ``available_at``: the first window after
+    which the scheduler can use it (``seen_in + delay``); ``order``: position in time among all
+    corrections, for "the newest 20 %".
+    """
+
+    index: int
+    label: int
+    seen_in: int
+    available_at: int
+    order: int
+
+
+def windows(n_items: int, n_windows: int, seed: int) -> list[list[int]]:
+    """Item indices in a seeded shuffled order, cut into ``n_windows`` windows of nearly equal size."""
+    if n_windows < 1 or n_windows > n_items:
+        raise ValueError(f"n_windows must be between 1 and the number of messages ({n_items}), got {n_windows}")
+    order = list(range(n_items))
+    random.Random(seed).shuffle(order)
+    bounds = [round(i * n_items / n_windows) for i in range(n_windows + 1)]
+    return [order[bounds[i]:bounds[i + 1]] for i in range(n_windows)]
+
+
+def person_corrections(indices: Sequence[int], labels: Sequence[int], flagged: Sequence[int], window: int,
+                       fn_share: float, fp_share: float, delay: int, rng: random.Random,
+                       first_order: int) -> list[Correction]:
+    """The corrections a person makes for one window's errors.
+
+    A ham flagged as spam (false positive) is noticed with probability ``fp_share``, a spam left in
+    the inbox (false negative) with ``fn_share``. Correct verdicts are never labelled.
+    """
+    out: list[Correction] = []
+    for index, label, spam_verdict in zip(indices, labels, flagged, strict=True):
+        if label == spam_verdict:
+            continue
+        share = fp_share if label == 0 else fn_share
+        if rng.random() < share:
+            out.append(Correction(index=index, label=label, seen_in=window, available_at=window + delay,
+                                  order=first_order + len(out)))
+    return out
+
+
+def available(corrections: Sequence[Correction], after_window: int) -> list[Correction]:
+    """Corrections the scheduler can use once ``after_window`` is over, oldest first."""
+    return sorted((c for c in corrections if c.available_at <= after_window), key=lambda c: c.order)
+
+
+def split_for_gate(corrections: Sequence[Correction], share: float = 0.2) -> tuple[list[Correction], list[Correction]]:
+    """(for training, for the gate): the newest ``share`` of corrections by time go to the gate only."""
+    ordered = sorted(corrections, key=lambda c: c.order)
+    n_gate = math.ceil(len(ordered) * share) if ordered else 0
+    cut = len(ordered) - n_gate
+    return ordered[:cut], ordered[cut:]
+
+
+def correction_weight(correction: Correction, now: int, recent: int, floor: int, half_life: float) -> int:
+    """How many times a correction counts in the token refit: ``recent`` when fresh, halving with age.
+
+    A correction is the person's own statement about their mail, so even an old one counts at least
+    ``floor`` times as much as a message of the base corpus.
+    """
+    age = max(0, now - correction.available_at)
+    return max(floor, round(recent * 0.5 ** (age / half_life)))
+
+
+def rates(labels: Sequence[int], flagged: Sequence[int]) -> dict[str, float]:
+    """FPR (ham flagged as spam) and spam recall of binary verdicts (1 = spam)."""
+    ham = [f for y, f in zip(labels, flagged, strict=True) if y == 0]
+    spam = [f for y, f in zip(labels, flagged, strict=True) if y == 1]
+    return {"fpr": sum(ham) / len(ham) if ham else 0.0, "recall": sum(spam) / len(spam) if spam else 0.0}
+
+
+def recall_at_fpr(labels: Sequence[int], scores: Sequence[float], max_fpr: float) -> float:
+    """Spam recall at the lowest threshold whose FPR is at most ``max_fpr`` (an oracle threshold)."""
+    ham = sorted((s for s, y in zip(scores, labels, strict=True) if y == 0), reverse=True)
+    spam = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    if not spam:
+        return 0.0
+    allowed = int(max_fpr * len(ham) + 1e-9)
+    if allowed >= len(ham):
+        return 1.0
+    boundary = ham[allowed]  # every spam scoring strictly above the (allowed+1)-th highest ham is caught
+    return sum(1 for s in spam if s > boundary) / len(spam)
+
+
+def verdict(mailsense: dict[str, float], bogofilter: dict[str, float], max_fpr: float = 0.0025,
+            level_points: float = 2.0) -> dict[str, object]:
+    """Is Mailsense's final recall, at an FPR within ``max_fpr``, at or above bogofilter's?
+
+    A shortfall of up to ``level_points`` recall points counts as level (one simulation is noisy).
+    """
+    within = mailsense["fpr"] <= max_fpr + 1e-12
+    gap = 100 * (mailsense["recall"] - bogofilter["recall"])
+    if not within:
+        outcome = "no: Mailsense's final FPR is above the limit"
+    elif gap >= 0:
+        outcome = "yes: at or above bogofilter"
+    elif gap >= -level_points:
+        outcome = f"level: below bogofilter by {-gap:.1f} points, within the {level_points:g}-point noise allowance"
+    else:
+        outcome = f"no: below bogofilter by {-gap:.1f} points"
+    text = (f"final window: Mailsense FPR {mailsense['fpr']:.2%}, recall {mailsense['recall']:.1%}; "
+            f"bogofilter (unsure counted as spam) FPR {bogofilter['fpr']:.2%}, recall {bogofilter['recall']:.1%}. "
+            f"Mailsense recall at FPR <= {max_fpr:.2%} at or above bogofilter's: {outcome}")
+    return {"text": text, "met": within and gap >= -level_points, "fpr_within_limit": within,
+            "recall_gap_points": round(gap, 2)}

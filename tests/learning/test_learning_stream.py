@@ -1,0 +1,88 @@
+"""The pure parts of the learning-loop benchmark (bench/learning_stream.py): windows, the person, the figures.
+
+The simulation itself takes most of an hour; these keep its bookkeeping honest between runs.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.learning_stream import (
+    Correction,
+    available,
+    correction_weight,
+    person_corrections,
+    rates,
+    recall_at_fpr,
+    split_for_gate,
+    verdict,
+    windows,
+)
+
+
+def test_windows_cover_every_message_once_in_a_seeded_order() -> None:
+    cut = windows(10, 3, seed=7)
+    assert [len(w) for w in cut] == [3, 4, 3]
+    assert sorted(i for w in cut for i in w) == list(range(10))
+    assert cut == windows(10, 3, seed=7)
+    assert cut != windows(10, 3, seed=8)
+    assert [i for w in cut for i in w] != list(range(10))  # shuffled, not in corpus order
+    with pytest.raises(ValueError, match="n_windows"):
+        windows(3, 4, seed=0)
+
+
+def test_the_person_corrects_only_errors_with_the_given_shares_and_delay() -> None:
+    indices, labels = [10, 11, 12, 13], [0, 1, 0, 1]
+    flagged = [1, 0, 0, 1]  # a false positive (10), a false negative (11), two right verdicts
+    everything = person_corrections(indices, labels, flagged, window=2, fn_share=1.0, fp_share=1.0, delay=1,
+                                    rng=random.Random(0), first_order=5)
+    assert [(c.index, c.label, c.seen_in, c.available_at, c.order) for c in everything] == [
+        (10, 0, 2, 3, 5), (11, 1, 2, 3, 6)]
+    only_fp = person_corrections(indices, labels, flagged, window=2, fn_share=0.0, fp_share=1.0, delay=0,
+                                 rng=random.Random(0), first_order=0)
+    assert [(c.index, c.available_at) for c in only_fp] == [(10, 2)]
+
+
+def test_fn_share_is_a_share_of_missed_spam() -> None:
+    n = 2000
+    noticed = person_corrections(list(range(n)), [1] * n, [0] * n, window=0, fn_share=0.5, fp_share=1.0, delay=1,
+                                 rng=random.Random(3), first_order=0)
+    assert 0.45 * n < len(noticed) < 0.55 * n
+
+
+def test_corrections_wait_for_their_delay_and_the_newest_fifth_goes_to_the_gate() -> None:
+    made = [Correction(index=i, label=i % 2, seen_in=i // 4, available_at=i // 4 + 1, order=i) for i in range(12)]
+    assert available(made, 0) == []
+    assert [c.order for c in available(made, 1)] == [0, 1, 2, 3]
+    assert len(available(made, 3)) == 12
+    train, gate = split_for_gate(available(made, 3), share=0.2)
+    assert [c.order for c in gate] == [9, 10, 11]  # ceil(12 * 0.2) newest, never trained on
+    assert [c.order for c in train] == list(range(9))
+    assert split_for_gate([], 0.2) == ([], [])
+
+
+def test_a_correction_counts_most_when_fresh_and_never_below_the_floor() -> None:
+    c = Correction(index=0, label=1, seen_in=0, available_at=1, order=0)
+    assert correction_weight(c, now=1, recent=4, floor=2, half_life=4) == 4
+    assert correction_weight(c, now=5, recent=4, floor=2, half_life=4) == 2
+    assert correction_weight(c, now=50, recent=4, floor=2, half_life=4) == 2
+
+
+def test_rates_and_recall_at_fpr() -> None:
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert rates(labels, [1, 0, 0, 0, 1, 1, 1, 0]) == {"fpr": 0.25, "recall": 0.75}
+    assert rates([1], [1]) == {"fpr": 0.0, "recall": 1.0}
+    scores = [0.1, 0.2, 0.3, 0.9, 0.95, 0.8, 0.5, 0.05]
+    assert recall_at_fpr(labels, scores, 0.0) == 0.25  # only spam above the top ham (0.9) counts
+    assert recall_at_fpr(labels, scores, 0.25) == 0.75  # one ham may pass: spam above 0.3
+
+
+def test_verdict_counts_a_small_shortfall_as_level_and_requires_the_fpr_limit() -> None:
+    bogo = {"fpr": 0.01, "recall": 0.95}
+    assert verdict({"fpr": 0.0, "recall": 0.96}, bogo)["met"] is True
+    level = verdict({"fpr": 0.0, "recall": 0.935}, bogo)
+    assert level["met"] is True and "level" in str(level["text"])
+    assert verdict({"fpr": 0.0, "recall": 0.90}, bogo)["met"] is False
+    assert verdict({"fpr": 0.01, "recall": 0.99}, bogo)["met"] is False
