@@ -27,7 +27,7 @@ from daemon.logs import setup_logging
 log = logging.getLogger("mailsense")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-FEATURE_CLIS = ("daemon.training.cli", "daemon.kb.cli", "daemon.drafts.cli")
+FEATURE_CLIS = ("daemon.training.cli", "daemon.kb.cli", "daemon.drafts.cli", "daemon.learning.models_cli")
 
 
 def check_vectors(db: Database) -> None:

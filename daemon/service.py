@@ -1,7 +1,8 @@
 """Wiring of ``mailsense run``: watchers, SMTP ingress, workers, health, signals, graceful stop.
 
-SIGTERM stops taking new work: watchers leave IDLE and log out, the SMTP listener closes,
-workers finish the batch in hand (its outcome is recorded) and exit. A batch still running
+SIGTERM stops taking new work: the job scheduler starts no more jobs (daemon/schedule/), watchers
+leave IDLE and log out, the SMTP listener closes, workers finish the batch in hand (its outcome
+is recorded) and exit. A batch still running
 after ``daemon.shutdown_timeout`` is abandoned: its leases are released without the claims
 counting, so another worker or daemon redoes it at once, which the stages are built to tolerate.
 
@@ -207,6 +208,13 @@ class Service:
         if self.settings.daemon.health_port:
             health_server = await serve_health("127.0.0.1", self.settings.daemon.health_port, self.health)
 
+        scheduler = None
+        if self.settings.learning.schedule:
+            from daemon.schedule.scheduler import JobScheduler
+
+            scheduler = JobScheduler(self.settings, self.db, self.instance)
+            scheduler.start()
+
         worker_tasks = [asyncio.create_task(w.run(self.stop), name=w.name) for w in self.workers]
         watchdog = asyncio.create_task(self._watchdog())
         log.info("running: %d folder watcher(s), %d worker(s), stages %s", len(watchers), len(self.workers),
@@ -215,6 +223,8 @@ class Service:
 
         await self.stop.wait()
 
+        if scheduler is not None:  # no new jobs; a job in progress is abandoned (daemon/schedule/scheduler.py)
+            scheduler.shutdown()
         if controller is not None:
             await asyncio.to_thread(controller.stop)
         if health_server is not None:

@@ -7,6 +7,8 @@ switched off are moved on), and a line in ``build_stages`` at its place in the f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from daemon.config import Settings
 from daemon.db.session import Database
 from daemon.parse.stage import ParseStage
@@ -20,7 +22,8 @@ def build_stages(settings: Settings, db: Database) -> list[Stage]:
         from daemon.classify.stage import ClassifyStage
         from daemon.filing.stage import FileStage
 
-        stages += [ClassifyStage(settings.spam, db), FileStage(settings)]
+        cache = Path(settings.daemon.state_dir) / "models"  # versions trained elsewhere, from Postgres
+        stages += [ClassifyStage(settings.spam, db, cache), FileStage(settings)]
     if settings.drafts.enabled:
         from daemon.drafts.stage import DraftStage
 

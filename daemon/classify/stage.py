@@ -1,7 +1,7 @@
 """The ``classify`` stage: score parsed messages in batches with the active spam model.
 
 The model is loaded once and swapped when another version becomes active (checked every
-``RELOAD_CHECK_SECONDS``), so ``mailsense train spam --activate`` takes effect without a
+``spam.reload_seconds``, 30 by default), so ``mailsense train spam --activate`` takes effect without a
 restart. Until some version is active, messages wait here rather than being guessed at.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from daemon.spam.model import LoadOptions, SpamModel
 
 log = logging.getLogger(__name__)
-
-RELOAD_CHECK_SECONDS = 30.0
-
 
 def parsed_from_row(message: Message) -> ParsedMessage:
     """The parse stage's result, rebuilt from the stored columns (no second MIME parse)."""
@@ -50,8 +48,10 @@ def parsed_from_row(message: Message) -> ParsedMessage:
 class ClassifyStage:
     name = "classify"
 
-    def __init__(self, settings: SpamSettings, db: Database) -> None:
+    def __init__(self, settings: SpamSettings, db: Database, model_cache_dir: Path | None = None) -> None:
         self.settings = settings
+        self.model_cache_dir = model_cache_dir
+        """Where versions trained on another host are extracted from the database (state_dir/models)."""
         self.db = db
         self.batch_size = settings.batch_size
         self._lock = threading.Lock()
@@ -66,7 +66,7 @@ class ClassifyStage:
         return self._problem
 
     def _refresh(self) -> None:
-        if time.monotonic() - self._checked_at < RELOAD_CHECK_SECONDS and (self._model or self._problem):
+        if time.monotonic() - self._checked_at < self.settings.reload_seconds and (self._model or self._problem):
             return
         with self._lock:
             self._checked_at = time.monotonic()
@@ -76,7 +76,8 @@ class ClassifyStage:
                 if self.settings.model_dir:
                     if self._model is None:
                         with self.db.session() as session:
-                            loaded = registry.load_configured(session, self.settings.model_dir, **options)
+                            loaded = registry.load_configured(session, self.settings.model_dir,
+                                                              self.model_cache_dir, **options)
                         assert loaded is not None
                         self._version_id, self._model = loaded
                         log.info("spam model loaded from %s (%s)", self.settings.model_dir,
@@ -90,7 +91,7 @@ class ClassifyStage:
                                          "`mailsense train spam --activate`")
                         return
                     if row.id != self._version_id:
-                        loaded = registry.load_active(session, **options)
+                        loaded = registry.load_active(session, self.model_cache_dir, **options)
                         if loaded is not None:
                             self._version_id, self._model = loaded
                             log.info("spam model version %d loaded (%s)", self._version_id,

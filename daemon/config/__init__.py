@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from daemon.config.base import Section
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
 from daemon.config.kb import KBSettings
+from daemon.config.learning_schedule import LearningSettings
 from daemon.config.periods import START_FORMS, normalize_start_from, parse_days
 from daemon.config.spam import AccountSpamSettings, SpamSettings
 
@@ -204,6 +205,7 @@ class Settings(Section):
     spam: SpamSettings = Field(default_factory=SpamSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     drafts: DraftSettings = Field(default_factory=DraftSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
     @field_validator("accounts")
     @classmethod

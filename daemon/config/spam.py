@@ -25,6 +25,10 @@ class SpamSettings(Section):
         "(same scores, faster), else PyTorch; 'onnx' or 'torch' force one",
     )
     threads: int = Field(0, ge=0, le=256, description="torch threads for classification; 0 = all cores")
+    reload_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="how often the daemon checks for a newly activated model version and switches to it (seconds)",
+    )
 
 
 class AccountSpamSettings(Section):

@@ -26,3 +26,22 @@ def advisory_lock(engine: Engine, key: str) -> Iterator[None]:
             yield
         finally:
             conn.execute(UNLOCK_SQL, {"key": key})
+
+
+TRY_LOCK_SQL = text("SELECT pg_try_advisory_lock(hashtext(:key))")
+
+
+@contextmanager
+def try_advisory_lock(engine: Engine, key: str) -> Iterator[bool]:
+    """Take the lock named ``key`` if nobody holds it; yields whether this process got it.
+
+    For scheduled jobs: when another daemon is already running the job, this one records a skip
+    instead of queueing a second run behind it.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        held = bool(conn.execute(TRY_LOCK_SQL, {"key": key}).scalar())
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(UNLOCK_SQL, {"key": key})

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +40,8 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
         Index("uq_model_versions_active_kind", "kind", unique=True, postgresql_where=sql_text("active")),
+        CheckConstraint("status IN ('candidate', 'active', 'retired', 'rejected')", name="status"),
+        CheckConstraint("active = (status = 'active')", name="active_status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -39,6 +53,51 @@ class ModelVersion(Base):
     thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     text_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     active: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Added by migration 0009_jobs. ``status`` says where the version stands; the registry keeps
+    # it and ``active`` in step (``active`` is true exactly when ``status`` is 'active').
+    status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="candidate")
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """The promotion gate's figures and decision (daemon/learning/gate.py), None for versions not gated."""
+    labels_used: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """Which labels trained it: counts by source and class, label id and time ranges, the held-out share."""
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    """Checksum of the stored artifact manifest (daemon/spam/artifacts.py); None until stored."""
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When it last became active: ``mailsense models rollback`` returns to the version active before."""
+
+
+VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
+
+
+class ModelBlob(Base):
+    """One file of a model version, stored once by content (a refreshed version shares its transformer)."""
+
+    __tablename__ = "model_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModelBlobChunk(Base):
+    """A blob in pieces of at most a few MB, so no single value has to fit in memory twice."""
+
+    __tablename__ = "model_blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelArtifact(Base):
+    """A file of a version directory: its relative path and the blob holding its bytes."""
+
+    __tablename__ = "model_artifacts"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("model_blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
 
 
 class SpamLabel(Base):

@@ -39,7 +39,8 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     db = Database.open(settings, writable=False)
     try:
         with db.session() as session:
-            loaded = registry.load_configured(session, settings.spam.model_dir, **options)
+            loaded = registry.load_configured(session, settings.spam.model_dir,
+                                              Path(settings.daemon.state_dir) / "models", **options)
     finally:
         db.dispose()
     if loaded is None:

@@ -1,0 +1,1 @@
+"""Learning from the mailbox: labels, corrections, scheduled retraining and the promotion gate."""

@@ -1,0 +1,245 @@
+"""The two retraining jobs: a cheap token-statistics refresh and a full fine-tune, both gated.
+
+Both learn from the base corpus plus the mailbox's labels, hold out the newest share of the
+labels (by time) for the promotion gate together with the fixed evaluation corpus, and end with
+a new model version that is either promoted (active at once; running daemons switch to it
+within ``spam.reload_seconds``) or kept as ``rejected`` with its figures. Each new version's
+files are stored in Postgres (``daemon/spam/artifacts.py``) so every daemon can load it.
+
+* :func:`refresh_token_statistics` keeps the active transformer (its files are hard-linked,
+  not copied) and refits the token statistics, the combination weights and the thresholds;
+  the mailbox's labels count ``correction_weight`` times. Minutes at most; runs often.
+* :func:`fine_tune` trains a whole version with the training recipe (daemon/training/train.py);
+  nightly, or early once enough new labels arrived.
+
+Both skip, with the reason recorded in ``job_runs``, when there is nothing new to learn, too
+few labels of a class, or the classes are too unbalanced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from daemon.config import Settings
+from daemon.db.session import Database
+from daemon.learning import dataset
+from daemon.learning.dataset import Corpora, Label
+from daemon.learning.gate import GateDecision, GateMargins, OperatingPoint, decide, operating_point, split_by_time
+from daemon.learning.jobs import RETRAIN_LOCK, JobResult, last_trained_label_id, run_job, skipped
+from daemon.spam import artifacts, registry
+from daemon.spam.model import SpamModel
+from daemon.spam.tables import ModelVersion
+from daemon.spam.text import TextSettings
+from daemon.spam.tokens import TokenSettings
+from daemon.training.data import Example, split_validation
+from daemon.training.recipe import TrainConfig, default_base_model
+from daemon.training.starter import models_dir
+from daemon.training.train import TrainResult, finish_version, train_model
+
+log = logging.getLogger(__name__)
+
+TOKEN_REFRESH = "token_refresh"
+FINE_TUNE = "fine_tune"
+
+
+@dataclass
+class Plan:
+    """The data of one retrain, decided before any training starts."""
+
+    train_labels: list[Label]
+    held_out_labels: list[Label]
+    base: list[Example]
+    evaluation: list[Example]
+    label_max_id: int
+    labels_used: dict[str, Any]
+
+    @property
+    def held_out(self) -> list[Example]:
+        return self.evaluation + [label.example for label in self.held_out_labels]
+
+
+def refresh_token_statistics(settings: Settings, db: Database, corpora: Corpora | None = None,
+                             instance: str | None = None) -> JobResult:
+    """Refit token statistics and thresholds on the active transformer; gate; promote or reject."""
+    corpora = corpora or Corpora(settings.learning)
+    return run_job(db, TOKEN_REFRESH, RETRAIN_LOCK, lambda: _refresh(settings, db, corpora), instance)
+
+
+def fine_tune(settings: Settings, db: Database, corpora: Corpora | None = None,
+              instance: str | None = None) -> JobResult:
+    """Fine-tune a whole new version on base corpus + labels; gate; promote or reject."""
+    corpora = corpora or Corpora(settings.learning)
+    return run_job(db, FINE_TUNE, RETRAIN_LOCK, lambda: _fine_tune(settings, db, corpora), instance)
+
+
+def _plan(settings: Settings, db: Database, job: str, corpora: Corpora) -> Plan | JobResult:
+    """The labels to train on and the held-out set, or a skip saying why there is nothing to do."""
+    learning = settings.learning
+    with db.session() as session:
+        labels = dataset.load_labels(session)
+    if not labels:
+        return skipped(job, "no labels yet: corrections, review decisions and `mailsense learn` add them")
+    label_max_id = max(label.id for label in labels)
+    last = last_trained_label_id(db, job)
+    if last is not None and label_max_id <= last:
+        return skipped(job, f"no new labels since the last {job.replace('_', ' ')} (newest label id {last})",
+                       label_max_id)
+    problem = dataset.balance_problem(labels, learning)
+    if problem:
+        return skipped(job, problem, label_max_id)
+    split = split_by_time(labels, lambda label: (label.created_at, label.id), learning.held_out_fraction)
+    used = dataset.describe_labels(split.train, split.held_out) | corpora.describe()
+    return Plan(split.train, split.held_out, corpora.base(), corpora.evaluation(), label_max_id, used)
+
+
+def _refresh(settings: Settings, db: Database, corpora: Corpora) -> JobResult:
+    plan = _plan(settings, db, TOKEN_REFRESH, corpora)
+    if isinstance(plan, JobResult):
+        return plan
+    with db.session() as session:
+        active = registry.active_version(session)
+        if active is None:
+            return skipped(TOKEN_REFRESH, "no active model to refresh: run `mailsense setup` first", plan.label_max_id)
+        live_id = active.id
+        live_dir = registry.version_directory(session, active, models_dir(settings))
+    config = _config_of(live_dir, settings)
+    text_settings = TextSettings.from_json(_read(live_dir / "text_settings.json")["transformer"])
+    examples = plan.base + [label.example for label in plan.train_labels]
+    train, val = split_validation(examples, config.val_fraction, config.seed)
+    weighted = train + [e for e in train if e.name.startswith("db:")] * (settings.learning.correction_weight - 1)
+    work = _work_dir(settings)
+    try:
+        out = work / "model"
+        out.mkdir()
+        shutil.copytree(live_dir / "transformer", out / "transformer", copy_function=_link_or_copy)
+        _, metrics, thresholds = finish_version(
+            out, weighted, val, config, text_settings, config.base_model or default_base_model(),
+            {"refreshed_from": live_id, "transformer": "kept from the live version"}, _say)
+        result = TrainResult(path=out, metrics=metrics, thresholds=thresholds,
+                             text_settings=_read(out / "text_settings.json"),
+                             base_model=str(config.base_model or default_base_model()), seconds=0.0)
+        return _gate_and_register(settings, db, TOKEN_REFRESH, plan, result, live_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fine_tune(settings: Settings, db: Database, corpora: Corpora) -> JobResult:
+    plan = _plan(settings, db, FINE_TUNE, corpora)
+    if isinstance(plan, JobResult):
+        return plan
+    with db.session() as session:
+        active = registry.active_version(session)
+        live_dir = registry.version_directory(session, active, models_dir(settings)) if active else None
+    learning = settings.learning
+    config = TrainConfig(epochs=learning.fine_tune_epochs, max_length=learning.fine_tune_max_length,
+                         transformer_max_train=learning.fine_tune_max_messages or None,
+                         threads=learning.threads or None, progress=False)
+    work = _work_dir(settings)
+    try:
+        result = train_model(plan.base + [label.example for label in plan.train_labels], work / "model", config,
+                             on_step=_say)
+        return _gate_and_register(settings, db, FINE_TUNE, plan, result, live_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def score_point(directory: Path, held_out: list[Example], threads: int | None) -> OperatingPoint:
+    """The operating point of the version in ``directory`` on ``held_out``, at its own spam threshold."""
+    model = SpamModel.load(directory, threads=threads)
+    scores = [float(s) for s in model.scores([e.message for e in held_out])] if held_out else []
+    return operating_point([e.label for e in held_out], scores, model.thresholds.spam,
+                           model.thresholds.target_fpr)
+
+
+def _gate_and_register(settings: Settings, db: Database, job: str, plan: Plan, result: TrainResult,
+                       live_dir: Path | None) -> JobResult:
+    learning = settings.learning
+    threads = learning.threads or None
+    held_out = plan.held_out
+    candidate = score_point(result.path, held_out, threads)
+    live = score_point(live_dir, held_out, threads) if live_dir is not None else None
+    decision = decide(live, candidate, GateMargins(fpr=learning.gate_fpr_margin, recall=learning.gate_recall_margin))
+    gate = {"decision": decision.to_json(), "candidate": candidate.to_json(),
+            "live": live.to_json() if live else None,
+            "held_out": {"n": len(held_out), "evaluation_corpus": len(plan.evaluation),
+                         "labels": len(plan.held_out_labels)},
+            "margins": {"fpr": learning.gate_fpr_margin, "recall": learning.gate_recall_margin}, "job": job}
+    version_id = _register(settings, db, result, gate, plan.labels_used, decision)
+    return JobResult(job, "promoted" if decision.promote else "rejected", f"version {version_id}: {decision.reason}",
+                     version_id=version_id, decision=decision, label_max_id=plan.label_max_id,
+                     data={"labels": plan.labels_used["train"]["n"], "held_out": len(held_out)})
+
+
+def _register(settings: Settings, db: Database, result: TrainResult, gate: dict[str, Any],
+              labels_used: dict[str, Any], decision: GateDecision) -> int:
+    """Record the candidate, store its files in Postgres, move them to ``models/<id>-<sha>``, promote or reject."""
+    with db.session() as session, session.begin():
+        version_id = registry.register(session, result)
+        checksum = artifacts.store_version(session, version_id, result.path)
+        row = session.get(ModelVersion, version_id)
+        assert row is not None
+        final = artifacts.cache_path(models_dir(settings), row)
+        if not (final / "version.json").exists():
+            os.replace(result.path, final)
+        row.path = str(final.resolve())
+        row.gate = gate
+        row.labels_used = labels_used
+        if decision.promote:
+            registry.activate_version(session, version_id)
+        else:
+            registry.reject_version(session, version_id)
+    log.info("model version %d (%s): %s", version_id, checksum[:12], decision.reason)
+    return version_id
+
+
+def _config_of(directory: Path, settings: Settings) -> TrainConfig:
+    """The recipe the live version was made with (token settings, target FPR...), threads from ``[learning]``."""
+    info = _read(directory / "version.json")
+    stored = dict(info.get("config") or {})
+    known = {f.name for f in fields(TrainConfig)} - {"token_settings", "text_settings", "base_model"}
+    config = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+    if stored.get("base_model"):
+        config.base_model = Path(stored["base_model"])
+    if "token_settings" in info:
+        config.token_settings = TokenSettings.from_json(info["token_settings"])
+    config.threads = settings.learning.threads or None
+    config.progress = False
+    return config
+
+
+def _work_dir(settings: Settings) -> Path:
+    root = models_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".work-", dir=root))
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """Hard-link a transformer file (same bytes, no extra disk) or copy it across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _say(message: str) -> None:
+    log.info("retrain: %s", message)
+
+
+JOBS: dict[str, Callable[[Settings, Database, Corpora | None, str | None], JobResult]] = {
+    TOKEN_REFRESH: refresh_token_statistics,
+    FINE_TUNE: fine_tune,
+}

@@ -1,0 +1,1 @@
+"""The scheduler of ``mailsense run``: retraining, housekeeping and KB sync on the times in ``[learning]``."""
