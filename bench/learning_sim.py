@@ -53,15 +53,16 @@ sys.path.insert(0, str(REPO / "bench"))
 from learning_stream import (  # noqa: E402
     Correction,
     available,
-    correction_weight,
     person_corrections,
     rates,
     recall_at_fpr,
-    split_for_gate,
     verdict,
     windows,
 )
 
+from daemon.config.learning_schedule import LearningSettings  # noqa: E402
+from daemon.learning.dataset import Label, balance_problem  # noqa: E402
+from daemon.learning.gate import GateMargins, decide, operating_point, split_by_time  # noqa: E402
 from daemon.spam.model import Ensemble, SpamModel, Thresholds, sigmoid  # noqa: E402
 from daemon.spam.tokens import TokenModel  # noqa: E402
 from daemon.training.data import Example, RawExample, iter_raw, parse_examples, split_validation  # noqa: E402
@@ -136,19 +137,25 @@ class Version:
 class Scorer:
     """Scores any message of the replay with a version; the transformer's logits are computed once.
 
-    Token-model texts are built once for every message (the refits read them again and again);
-    transformer logits only for the messages that are ever scored (validation, fixed corpus, stream).
+    The transformer is the first version's throughout (the cheap job keeps it), so its logits for
+    every message are computed once and cached beside the model; token-model texts are built once.
     """
 
-    def __init__(self, model: SpamModel, corpus: Corpus, val: list[Example]) -> None:
-        self.token_text = {e.name: model.texts([e.message])[1][0]
-                           for e in (*corpus.base, *corpus.fixed, *corpus.stream)}
-        scored = list(dict.fromkeys(e.name for e in (*val, *corpus.fixed, *corpus.stream)))
-        messages = {e.name: e.message for e in (*corpus.base, *corpus.fixed, *corpus.stream)}
-        self.row = {name: i for i, name in enumerate(scored)}
+    def __init__(self, model: SpamModel, corpus: Corpus, cache: Path) -> None:
+        examples = list({e.name: e for e in (*corpus.base, *corpus.fixed, *corpus.stream)}.values())
+        self.token_text = {e.name: model.texts([e.message])[1][0] for e in examples}
+        names = [e.name for e in examples]
+        self.row = {name: i for i, name in enumerate(names)}
+        if cache.exists():
+            with np.load(cache, allow_pickle=False) as stored:
+                if stored["names"].tolist() == names:
+                    self.t_logits = stored["logits"]
+                    log.info("transformer logits of %d messages read from %s", len(names), cache)
+                    return
         started = time.monotonic()
-        self.t_logits = model.transformer.logits(model.texts([messages[n] for n in scored])[0], batch_size=32)
-        log.info("transformer logits for %d messages in %.0f s", len(scored), time.monotonic() - started)
+        self.t_logits = model.transformer.logits(model.texts([e.message for e in examples])[0], batch_size=32)
+        np.savez_compressed(cache, names=np.asarray(names), logits=self.t_logits)
+        log.info("transformer logits for %d messages in %.0f s", len(names), time.monotonic() - started)
 
     def parts(self, tokens: TokenModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The transformer's and the token model's logits of these messages."""
@@ -170,37 +177,27 @@ def initial_model(corpus: Corpus, config: TrainConfig, cache: Path) -> Path:
     return cache
 
 
-def refresh(version_id: int, base_train: list[Example], val: list[Example], corrections: Sequence[Correction],
-            now: int, corpus: Corpus, scorer: Scorer, config: TrainConfig, args: argparse.Namespace) -> Version:
-    """The cheap job: token statistics on base + weighted corrections, then ensemble and thresholds on validation.
+def refresh(version_id: int, base: list[Example], labelled: list[Example], scorer: Scorer, config: TrainConfig,
+            correction_weight: int) -> Version:
+    """The cheap job, step for step as ``daemon/learning/retrain.py`` runs it on the live transformer.
 
-    A correction's weight is how many times its text enters the fit (``TokenModel.fit`` has no
-    sample weights); the base corpus counts once per message.
+    Base corpus and labelled messages are split into a training and a validation part
+    (``split_validation``, stratified, seeded); the labels in the training part count
+    ``correction_weight`` times in the token fit; the ensemble weights and the thresholds are then
+    fitted on the validation part (``finish_version``'s calibration). Done in memory here, with the
+    transformer logits computed once, instead of writing a version directory per run.
     """
-    texts = [scorer.token_text[e.name] for e in base_train]
-    labels = [e.label for e in base_train]
-    for c in corrections:
-        weight = correction_weight(c, now, args.weight_recent, args.weight_floor, args.weight_half_life)
-        texts.extend([scorer.token_text[corpus.stream[c.index].name]] * weight)
-        labels.extend([c.label] * weight)
-    tokens = TokenModel.fit(texts, labels, config.token_settings)
+    train, val = split_validation(base + labelled, config.val_fraction, config.seed)
+    own = {e.name for e in labelled}
+    weighted = train + [e for e in train if e.name in own] * (correction_weight - 1)
+    tokens = TokenModel.fit([scorer.token_text[e.name] for e in weighted], [e.label for e in weighted],
+                            config.token_settings)
     val_labels = [e.label for e in val]
     t_val, k_val = scorer.parts(tokens, [e.name for e in val])
     ensemble = fit_ensemble(t_val, k_val, val_labels)
     thresholds = choose_thresholds(val_labels, sigmoid(ensemble.logit(t_val, k_val)), config.target_fpr,
                                    config.unsure_fpr)
-    return Version(version_id, tokens, ensemble, thresholds, len(corrections))
-
-
-# --- the promotion gate -------------------------------------------------------------------
-
-def gate_decision(live: dict[str, float], candidate: dict[str, float], recall_margin: float) -> tuple[bool, str]:
-    """Promote only if FPR is not worse and recall not lower by more than ``recall_margin``."""
-    if candidate["fpr"] > live["fpr"] + 1e-12:
-        return False, f"FPR {candidate['fpr']:.4f} above live {live['fpr']:.4f}"
-    if candidate["recall"] < live["recall"] - recall_margin - 1e-12:
-        return False, f"recall {candidate['recall']:.4f} below live {live['recall']:.4f} beyond the margin"
-    return True, "not worse on the gate set"
+    return Version(version_id, tokens, ensemble, thresholds, len(labelled))
 
 
 # --- bogofilter ---------------------------------------------------------------------------
@@ -209,7 +206,7 @@ class Bogofilter:
     """bogofilter 1.2.5 in its own word-list directory; unsure counts as spam."""
 
     def __init__(self, work: Path, raw: dict[str, bytes]) -> None:
-        self.db = work / "bogofilter"
+        self.db = work / "wordlist"
         shutil.rmtree(self.db, ignore_errors=True)
         self.db.mkdir(parents=True)
         self.mail = work / "mail"
@@ -243,6 +240,20 @@ def _round(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 5) for k, v in d.items()}
 
 
+def gate(live: Version, candidate: Version, names: list[str], labels: list[int], scorer: Scorer,
+         margins: GateMargins) -> tuple[bool, dict[str, Any]]:
+    """Both versions at their own thresholds on the same held-out set, judged by the product's gate."""
+    points = [operating_point(labels, scorer.scores(v, names).tolist(), v.thresholds.spam, v.thresholds.target_fpr)
+              for v in (live, candidate)]
+    decision = decide(points[0], points[1], margins)
+    return decision.promote, {
+        "live_version": live.id, "candidate_version": candidate.id,
+        "fpr_live": round(points[0].fpr, 5), "fpr_candidate": round(points[1].fpr, 5),
+        "recall_live": round(points[0].recall, 5), "recall_candidate": round(points[1].recall, 5),
+        "gate_ham": points[1].n_ham, "gate_spam": points[1].n_spam, "reason": decision.reason,
+    }
+
+
 def simulate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     work = Path(args.work)
@@ -252,12 +263,13 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                          threads=args.threads, sender_reputation=False, progress=False, seed=args.seed)
     model_dir = initial_model(corpus, config, work / ("first-version-quick" if args.quick else "first-version"))
     model = SpamModel.load(model_dir, threads=args.threads)
-    base_train, val = split_validation(corpus.base, config.val_fraction, config.seed)  # as train_model split it
-    scorer = Scorer(model, corpus, val)
+    scorer = Scorer(model, corpus, model_dir.with_name(model_dir.name + "-logits.npz"))
     live = Version(0, model.tokens, model.ensemble, model.thresholds, 0)
     log.info("first version: spam threshold %.4f, unsure %.4f", live.thresholds.spam, live.thresholds.unsure)
+    guard = LearningSettings(min_per_class=args.min_per_class, max_class_ratio=args.max_class_ratio)
+    margins = GateMargins(fpr=args.gate_fpr_margin, recall=args.gate_recall_margin)
 
-    bogo = Bogofilter(work, corpus.raw)
+    bogo = Bogofilter(work / ("bogofilter-quick" if args.quick else "bogofilter-full"), corpus.raw)
     bogo.learn([e.name for e in corpus.base if e.label], [e.name for e in corpus.base if not e.label])
 
     stream_windows = windows(len(corpus.stream), args.windows, args.seed)
@@ -268,7 +280,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     window_rows: list[dict[str, Any]] = []
     promotions: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
-    final_scores: dict[str, Any] = {}
+    last_scores: dict[str, Any] = {}
     fixed_names = [e.name for e in corpus.fixed]
     fixed_labels = [e.label for e in corpus.fixed]
 
@@ -279,15 +291,16 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         flagged = [int(s >= live.thresholds.spam) for s in scores]
         b_flagged, b_scores = bogo.classify(names)
         ours, theirs = rates(labels, flagged), rates(labels, b_flagged)
-        used = len(available(corrections, w - 1))
-        window_rows.append({"window": w + 1, "messages": len(names), "fpr": round(ours["fpr"], 5),
-                            "recall": round(ours["recall"], 5), "bogofilter_fpr": round(theirs["fpr"], 5),
-                            "bogofilter_recall": round(theirs["recall"], 5), "labels_so_far": used,
-                            "labels_trained": live.corrections_used, "active_version": live.id})
+        row: dict[str, Any] = {
+            "window": w + 1, "messages": len(names), "fpr": round(ours["fpr"], 5), "recall": round(ours["recall"], 5),
+            "bogofilter_fpr": round(theirs["fpr"], 5), "bogofilter_recall": round(theirs["recall"], 5),
+            "labels_so_far": learned, "labels_trained": live.corrections_used, "active_version": live.id,
+            "job_after": None}
+        window_rows.append(row)
         log.info("window %d/%d: %d msgs; Mailsense v%d FPR %.2f%% recall %.1f%%; bogofilter FPR %.2f%% recall %.1f%%;"
                  " %d labels so far", w + 1, len(stream_windows), len(names), live.id, 100 * ours["fpr"],
-                 100 * ours["recall"], 100 * theirs["fpr"], 100 * theirs["recall"], used)
-        final_scores = {"labels": labels, "mailsense": scores.tolist(), "bogofilter": b_scores}
+                 100 * ours["recall"], 100 * theirs["fpr"], 100 * theirs["recall"], learned)
+        last_scores = {"labels": labels, "mailsense": scores.tolist(), "bogofilter": b_scores}
 
         corrections += person_corrections(indices, labels, flagged, w, args.fn_share, args.fp_share, args.delay,
                                           rng, first_order=len(corrections))
@@ -299,52 +312,52 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         fresh_names = [(corpus.stream[c.index].name, c.label) for c in fresh]
         bogo.learn([n for n, y in fresh_names if y], [n for n, y in fresh_names if not y])
 
+        # The scheduler's cheap job, as daemon/learning/retrain.py plans it: balance guard, time split, refit, gate.
+        problem = balance_problem([Label(c.order, c.index, c.label, "simulated", datetime.now(UTC),
+                                         corpus.stream[c.index]) for c in usable], guard)
+        if problem:
+            row["job_after"] = f"skipped: {problem}"
+            log.info("after window %d: token refresh skipped: %s", w + 1, problem)
+            continue
         job_started = time.monotonic()
-        for_training, for_gate = split_for_gate(usable, args.gate_share)
-        candidate = refresh(next_id, base_train, val, for_training, w, corpus, scorer, config, args)
+        split = split_by_time(usable, lambda c: c.when, args.held_out_fraction)
+        candidate = refresh(next_id, corpus.base, [corpus.stream[c.index] for c in split.train], scorer, config,
+                            args.correction_weight)
         next_id += 1
-        gate_names = fixed_names + [corpus.stream[c.index].name for c in for_gate]
-        gate_labels = fixed_labels + [c.label for c in for_gate]
-        live_rates = rates(gate_labels, [int(s >= live.thresholds.spam) for s in scorer.scores(live, gate_names)])
-        cand_rates = rates(gate_labels,
-                           [int(s >= candidate.thresholds.spam) for s in scorer.scores(candidate, gate_names)])
-        promote, reason = gate_decision(live_rates, cand_rates, args.recall_margin)
-        row = {"after_window": w + 1, "live_version": live.id, "candidate_version": candidate.id,
-               "fpr_live": round(live_rates["fpr"], 5), "fpr_candidate": round(cand_rates["fpr"], 5),
-               "recall_live": round(live_rates["recall"], 5), "recall_candidate": round(cand_rates["recall"], 5),
-               "gate_ham": gate_labels.count(0), "gate_spam": gate_labels.count(1),
-               "corrections_trained": len(for_training), "corrections_in_gate": len(for_gate), "reason": reason}
-        (promotions if promote else rejections).append(row)
-        log.info("after window %d: token refresh on %d corrections (+%d held for the gate) in %.0f s; gate %s v%d: "
-                 "FPR %.4f -> %.4f, recall %.4f -> %.4f (%s)", w + 1, len(for_training), len(for_gate),
-                 time.monotonic() - job_started, "promotes" if promote else "rejects", candidate.id,
-                 live_rates["fpr"], cand_rates["fpr"], live_rates["recall"], cand_rates["recall"], reason)
+        promote, record = gate(live, candidate, fixed_names + [corpus.stream[c.index].name for c in split.held_out],
+                               fixed_labels + [c.label for c in split.held_out], scorer, margins)
+        record.update(after_window=w + 1, corrections_trained=len(split.train),
+                      corrections_in_gate=len(split.held_out), seconds=round(time.monotonic() - job_started, 1))
+        (promotions if promote else rejections).append(record)
+        row["job_after"] = f"v{candidate.id} {'promoted' if promote else 'rejected'}"
+        log.info("after window %d: token refresh on %d corrections (+%d held for the gate) in %.0f s: %s",
+                 w + 1, len(split.train), len(split.held_out), record["seconds"], record["reason"])
         if promote:
             live = candidate
 
     first, last = window_rows[0], window_rows[-1]
-    baseline = {"fpr": first["fpr"], "recall": first["recall"]}
     final = {"fpr": last["fpr"], "recall": last["recall"]}
     bogo_final = {"fpr": last["bogofilter_fpr"], "recall": last["bogofilter_recall"]}
     outcome = verdict(final, bogo_final, MAX_FPR, args.level_points)
     outcome["oracle_recall_at_fpr_0.25%_last_window"] = {
-        "mailsense": round(recall_at_fpr(final_scores["labels"], final_scores["mailsense"], MAX_FPR), 5),
-        "bogofilter": round(recall_at_fpr(final_scores["labels"], final_scores["bogofilter"], MAX_FPR), 5),
+        "mailsense": round(recall_at_fpr(last_scores["labels"], last_scores["mailsense"], MAX_FPR), 5),
+        "bogofilter": round(recall_at_fpr(last_scores["labels"], last_scores["bogofilter"], MAX_FPR), 5),
     }
-    all_fixed = rates(fixed_labels, [int(s >= live.thresholds.spam) for s in scorer.scores(live, fixed_names)])
+    on_fixed = rates(fixed_labels, [int(s >= live.thresholds.spam) for s in scorer.scores(live, fixed_names)])
     return {
-        "baseline": baseline, "final": final, "bogofilter_final": bogo_final,
+        "baseline": {"fpr": first["fpr"], "recall": first["recall"]}, "final": final, "bogofilter_final": bogo_final,
         "windows": window_rows, "promotions": promotions, "rejections": rejections,
         "verdict": outcome,
         "settings": {
             "quick": args.quick, "windows": args.windows, "delay_windows": args.delay, "fn_share": args.fn_share,
-            "fp_share": args.fp_share, "gate_share": args.gate_share, "recall_margin": args.recall_margin,
-            "weight_recent": args.weight_recent, "weight_floor": args.weight_floor,
-            "weight_half_life_windows": args.weight_half_life, "fine_tune_sample": config.transformer_max_train,
+            "fp_share": args.fp_share, "held_out_fraction": args.held_out_fraction,
+            "gate_margins": {"fpr": margins.fpr, "recall": margins.recall},
+            "correction_weight": args.correction_weight, "min_per_class": args.min_per_class,
+            "max_class_ratio": args.max_class_ratio, "fine_tune_sample": config.transformer_max_train,
             "target_fpr": config.target_fpr, "corrections_total": len(corrections),
             "corrections_spam": sum(c.label for c in corrections), "stream_messages": len(corpus.stream),
             "stream_spam": sum(e.label for e in corpus.stream), "base_messages": len(corpus.base),
-            "fixed_eval_messages": len(corpus.fixed), "final_version_on_fixed_eval": _round(all_fixed),
+            "fixed_eval_messages": len(corpus.fixed), "final_version_on_fixed_eval": _round(on_fixed),
             "minutes": round((time.monotonic() - started) / 60, 1),
         },
         "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -406,11 +419,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delay", type=int, default=1, help="windows between a wrong verdict and its correction")
     p.add_argument("--fn-share", type=float, default=0.5, help="share of missed spam the person junks")
     p.add_argument("--fp-share", type=float, default=1.0, help="share of junked ham the person rescues")
-    p.add_argument("--gate-share", type=float, default=0.2, help="newest share of corrections held for the gate")
-    p.add_argument("--recall-margin", type=float, default=0.01, help="recall a candidate may lose on the gate set")
-    p.add_argument("--weight-recent", type=int, default=4, help="times a fresh correction counts in the token fit")
-    p.add_argument("--weight-floor", type=int, default=2, help="times an old correction still counts")
-    p.add_argument("--weight-half-life", type=float, default=4.0, help="windows for a correction's weight to halve")
+    p.add_argument("--held-out-fraction", type=float, default=0.2,
+                   help="newest share of corrections for the gate only ([learning] held_out_fraction)")
+    p.add_argument("--gate-fpr-margin", type=float, default=0.0, help="[learning] gate_fpr_margin")
+    p.add_argument("--gate-recall-margin", type=float, default=0.01, help="[learning] gate_recall_margin")
+    p.add_argument("--correction-weight", type=int, default=3, help="[learning] correction_weight")
+    p.add_argument("--min-per-class", type=int, default=5,
+                   help="[learning] min_per_class (the product's default 100 assumes a day-one bootstrap)")
+    p.add_argument("--max-class-ratio", type=float, default=10.0, help="[learning] max_class_ratio")
     p.add_argument("--fine-tune-sample", type=int, default=800, help="messages in the first version's fine-tune")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 shared cores)")
     p.add_argument("--level-points", type=float, default=2.0, help="recall shortfall that still counts as level")

@@ -7,15 +7,12 @@ torch or bogofilter:
   spam track replays a mailbox in order;
 * the person: who notices which errors of the verdicts they saw, and when the correction
   arrives (a delay in windows);
-* the gate's share of the corrections (the newest 20 % by time, never trained on) and the
-  weight of a correction by its age;
 * the figures: FPR and spam recall of a window, recall at a fixed FPR, and the verdict against
   bogofilter.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +32,11 @@ class Correction:
     seen_in: int
     available_at: int
     order: int
+
+    @property
+    def when(self) -> tuple[int, int]:
+        """Time order for the gate's split (daemon.learning.gate.split_by_time): arrival, then position."""
+        return (self.available_at, self.order)
 
 
 def windows(n_items: int, n_windows: int, seed: int) -> list[list[int]]:
@@ -69,24 +71,6 @@ def person_corrections(indices: Sequence[int], labels: Sequence[int], flagged: S
 def available(corrections: Sequence[Correction], after_window: int) -> list[Correction]:
     """Corrections the scheduler can use once ``after_window`` is over, oldest first."""
     return sorted((c for c in corrections if c.available_at <= after_window), key=lambda c: c.order)
-
-
-def split_for_gate(corrections: Sequence[Correction], share: float = 0.2) -> tuple[list[Correction], list[Correction]]:
-    """(for training, for the gate): the newest ``share`` of corrections by time go to the gate only."""
-    ordered = sorted(corrections, key=lambda c: c.order)
-    n_gate = math.ceil(len(ordered) * share) if ordered else 0
-    cut = len(ordered) - n_gate
-    return ordered[:cut], ordered[cut:]
-
-
-def correction_weight(correction: Correction, now: int, recent: int, floor: int, half_life: float) -> int:
-    """How many times a correction counts in the token refit: ``recent`` when fresh, halving with age.
-
-    A correction is the person's own statement about their mail, so even an old one counts at least
-    ``floor`` times as much as a message of the base corpus.
-    """
-    age = max(0, now - correction.available_at)
-    return max(floor, round(recent * 0.5 ** (age / half_life)))
 
 
 def rates(labels: Sequence[int], flagged: Sequence[int]) -> dict[str, float]:

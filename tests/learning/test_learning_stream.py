@@ -12,14 +12,13 @@ import pytest
 from bench.learning_stream import (
     Correction,
     available,
-    correction_weight,
     person_corrections,
     rates,
     recall_at_fpr,
-    split_for_gate,
     verdict,
     windows,
 )
+from daemon.learning.gate import split_by_time
 
 
 def test_windows_cover_every_message_once_in_a_seeded_order() -> None:
@@ -57,17 +56,9 @@ def test_corrections_wait_for_their_delay_and_the_newest_fifth_goes_to_the_gate(
     assert available(made, 0) == []
     assert [c.order for c in available(made, 1)] == [0, 1, 2, 3]
     assert len(available(made, 3)) == 12
-    train, gate = split_for_gate(available(made, 3), share=0.2)
-    assert [c.order for c in gate] == [9, 10, 11]  # ceil(12 * 0.2) newest, never trained on
-    assert [c.order for c in train] == list(range(9))
-    assert split_for_gate([], 0.2) == ([], [])
-
-
-def test_a_correction_counts_most_when_fresh_and_never_below_the_floor() -> None:
-    c = Correction(index=0, label=1, seen_in=0, available_at=1, order=0)
-    assert correction_weight(c, now=1, recent=4, floor=2, half_life=4) == 4
-    assert correction_weight(c, now=5, recent=4, floor=2, half_life=4) == 2
-    assert correction_weight(c, now=50, recent=4, floor=2, half_life=4) == 2
+    split = split_by_time(available(made, 3), lambda c: c.when, 0.2)  # the product's gate split
+    assert [c.order for c in split.held_out] == [10, 11]  # floor(12 * 0.2) newest, never trained on
+    assert [c.order for c in split.train] == list(range(10))
 
 
 def test_rates_and_recall_at_fpr() -> None:
