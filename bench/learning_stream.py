@@ -93,24 +93,37 @@ def recall_at_fpr(labels: Sequence[int], scores: Sequence[float], max_fpr: float
     return sum(1 for s in spam if s > boundary) / len(spam)
 
 
-def verdict(mailsense: dict[str, float], bogofilter: dict[str, float], max_fpr: float = 0.0025,
-            level_points: float = 2.0) -> dict[str, object]:
+def _compare(ours: float, theirs: float, level_points: float) -> tuple[str, float]:
+    gap = 100 * (ours - theirs)
+    if gap >= 0:
+        return "at or above bogofilter", gap
+    if gap >= -level_points:
+        return f"level (below by {-gap:.1f} points, within the {level_points:g}-point noise allowance)", gap
+    return f"below bogofilter by {-gap:.1f} points", gap
+
+
+def verdict(mailsense: dict[str, float], bogofilter: dict[str, float], oracle: dict[str, float],
+            max_fpr: float = 0.0025, level_points: float = 2.0) -> dict[str, object]:
     """Is Mailsense's final recall, at an FPR within ``max_fpr``, at or above bogofilter's?
 
-    A shortfall of up to ``level_points`` recall points counts as level (one simulation is noisy).
+    Two readings, both stated: the operating points (each system's own verdicts on the last
+    window; Mailsense must keep its FPR within ``max_fpr``), and the ranking (``oracle``: each
+    system's recall with its threshold chosen on the last window itself so its FPR is within
+    ``max_fpr``). A shortfall of up to ``level_points`` recall points counts as level.
     """
     within = mailsense["fpr"] <= max_fpr + 1e-12
-    gap = 100 * (mailsense["recall"] - bogofilter["recall"])
-    if not within:
-        outcome = "no: Mailsense's final FPR is above the limit"
-    elif gap >= 0:
-        outcome = "yes: at or above bogofilter"
-    elif gap >= -level_points:
-        outcome = f"level: below bogofilter by {-gap:.1f} points, within the {level_points:g}-point noise allowance"
-    else:
-        outcome = f"no: below bogofilter by {-gap:.1f} points"
-    text = (f"final window: Mailsense FPR {mailsense['fpr']:.2%}, recall {mailsense['recall']:.1%}; "
+    operating, gap = _compare(mailsense["recall"], bogofilter["recall"], level_points)
+    ranking, oracle_gap = _compare(oracle["mailsense"], oracle["bogofilter"], level_points)
+    met = within and gap >= -level_points
+    text = (f"Last window, own verdicts: Mailsense FPR {mailsense['fpr']:.2%}, recall {mailsense['recall']:.1%}; "
             f"bogofilter (unsure counted as spam) FPR {bogofilter['fpr']:.2%}, recall {bogofilter['recall']:.1%}. "
-            f"Mailsense recall at FPR <= {max_fpr:.2%} at or above bogofilter's: {outcome}")
-    return {"text": text, "met": within and gap >= -level_points, "fpr_within_limit": within,
-            "recall_gap_points": round(gap, 2)}
+            f"Mailsense's FPR is {'within' if within else 'above'} {max_fpr:.2%}"
+            f"{'' if within else ', so the requirement is not met at its operating point'}; its recall is {operating}. "
+            f"Recall at FPR <= {max_fpr:.2%} with the threshold chosen on the last window: Mailsense "
+            f"{oracle['mailsense']:.1%}, bogofilter {oracle['bogofilter']:.1%}: {ranking}. "
+            f"Requirement (final recall at FPR <= {max_fpr:.2%} at or above bogofilter's, 2 points counted as level): "
+            f"{'met' if met else 'not met'}.")
+    return {"text": text, "met": met, "fpr_within_limit": within, "recall_gap_points": round(gap, 2),
+            "recall_at_fpr_limit_last_window": {k: round(v, 5) for k, v in oracle.items()},
+            "recall_at_fpr_limit_gap_points": round(oracle_gap, 2),
+            "ranking_level_or_better": oracle_gap >= -level_points}

@@ -72,8 +72,12 @@ def test_rates_and_recall_at_fpr() -> None:
 
 def test_verdict_counts_a_small_shortfall_as_level_and_requires_the_fpr_limit() -> None:
     bogo = {"fpr": 0.01, "recall": 0.95}
-    assert verdict({"fpr": 0.0, "recall": 0.96}, bogo)["met"] is True
-    level = verdict({"fpr": 0.0, "recall": 0.935}, bogo)
+    oracle = {"mailsense": 0.80, "bogofilter": 0.90}
+    assert verdict({"fpr": 0.0, "recall": 0.96}, bogo, oracle)["met"] is True
+    level = verdict({"fpr": 0.0, "recall": 0.935}, bogo, oracle)
     assert level["met"] is True and "level" in str(level["text"])
-    assert verdict({"fpr": 0.0, "recall": 0.90}, bogo)["met"] is False
-    assert verdict({"fpr": 0.01, "recall": 0.99}, bogo)["met"] is False
+    assert verdict({"fpr": 0.0, "recall": 0.90}, bogo, oracle)["met"] is False
+    above_limit = verdict({"fpr": 0.01, "recall": 0.99}, bogo, oracle)
+    assert above_limit["met"] is False and above_limit["fpr_within_limit"] is False
+    assert above_limit["recall_at_fpr_limit_gap_points"] == -10.0
+    assert above_limit["ranking_level_or_better"] is False
