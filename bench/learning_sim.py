@@ -283,6 +283,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     rejections: list[dict[str, Any]] = []
     last_scores: dict[str, Any] = {}
     errors: dict[str, Counter[str]] = {"mailsense": Counter(), "bogofilter": Counter()}
+    replaced: tuple[Version, dict[str, Any]] | None = None  # the version a promotion just retired, and its record
     fixed_names = [e.name for e in corpus.fixed]
     fixed_labels = [e.label for e in corpus.fixed]
 
@@ -293,6 +294,13 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         flagged = [int(s >= live.thresholds.spam) for s in scores]
         b_flagged, b_scores = bogo.classify(names)
         ours, theirs = rates(labels, flagged), rates(labels, b_flagged)
+        if replaced is not None:  # the promoted and the retired version on the same, unseen mail
+            old, record = replaced
+            before = rates(labels, [int(x >= old.thresholds.spam) for x in scorer.scores(old, names)])
+            record.update(next_window_fpr_live=round(before["fpr"], 5), next_window_fpr_candidate=round(ours["fpr"], 5),
+                          next_window_recall_live=round(before["recall"], 5),
+                          next_window_recall_candidate=round(ours["recall"], 5))
+            replaced = None
         for system, verdicts in (("mailsense", flagged), ("bogofilter", b_flagged)):
             errors[system].update(name.split("/", 1)[0] for name, y, f in zip(names, labels, verdicts, strict=True)
                                   if y != f)
@@ -338,6 +346,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         log.info("after window %d: token refresh on %d corrections (+%d held for the gate) in %.0f s: %s",
                  w + 1, len(split.train), len(split.held_out), record["seconds"], record["reason"])
         if promote:
+            replaced = (live, record)
             live = candidate
 
     first, last = window_rows[0], window_rows[-1]
