@@ -15,12 +15,14 @@ As the TREC spam track does, a mailbox is replayed in order:
 3. a simulated person corrects a share of the errors they see (all junked ham, half the spam left
    in the inbox by default), a given number of windows later; the corrections are Mailsense's
    errors, and bogofilter learns exactly the same messages at the same time (``-s``/``-n``);
-4. after each window with new labels, the scheduler's cheap job runs on a compressed clock: the
-   token statistics are refitted on the base corpus plus the corrections (recent ones counting
-   more), the ensemble weights and thresholds are refitted on the base validation part, and the
-   candidate goes through the promotion gate (``daemon/learning/gate.py``) on the fixed corpus plus
-   the newest 20 % of corrections, which this candidate was not trained on. The transformer is the
-   first version's throughout (no fine-tune in the loop: 2 shared cores).
+4. after each window with new labels, the scheduler's cheap job runs on a compressed clock, as
+   ``daemon/learning/retrain.py`` runs it: the balance guard (``[learning] min_per_class``,
+   ``max_class_ratio``), the newest 20 % of the labels held out (``gate.split_by_time``), the token
+   statistics refitted on the base corpus plus the other labels (each counting ``correction_weight``
+   times), the ensemble weights and thresholds refitted on a validation part, and the candidate judged
+   by ``gate.decide`` against the live version on the fixed corpus plus the held-out labels. The
+   transformer is the first version's throughout (no fine-tune in the loop: 2 shared cores), so its
+   logits are computed once and cached in ``--work``.
 
 Numbers go to ``--out`` (JSON), a plot of FPR and recall per window to ``--plot`` (PNG), progress
 to the log. Needs ``apt-get install -y bogofilter`` and matplotlib (the ``bench`` extra).
@@ -426,7 +428,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--out", default=str(REPO / "bench/results/learning.json"))
     p.add_argument("--plot", default=None, help="PNG path for FPR and recall per window")
-    p.add_argument("--work", default="/tmp/learning-sim", help="scratch folder (first version cached here)")
+    p.add_argument("--work", default=str(REPO / "bench/work/learning-sim"),
+                   help="scratch folder; the first version and its transformer logits are cached here")
     p.add_argument("--quick", action="store_true", help="a small stratified subset, for development")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--windows", type=int, default=12)
