@@ -50,8 +50,9 @@ class LearningSettings(Section):
         "empty = the bundled public corpus (its train split); 'none' = the mailbox's labels only",
     )
     base_corpus_max: int = Field(
-        2000, ge=0,
-        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all)",
+        0, ge=0,
+        description="at most this many base-corpus messages per retrain (a fixed stratified sample; 0 = all). "
+        "A candidate that sees less than the live model saw tends to be rejected by the gate",
     )
     eval_corpus: str = Field(
         "", description="fixed evaluation corpus of the promotion gate; empty = the bundled public corpus's test split "
@@ -74,7 +75,7 @@ class LearningSettings(Section):
         "(parsed fields, verdicts and labels stay); 0 = keep raw mail forever",
     )
     version_retention_days: int = Field(
-        30, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
+        14, ge=1, description="delete the files (local and stored) of rejected and retired model versions older "
         "than this many days; their rows and metrics stay",
     )
     kb_sync_folders: list[str] = Field(

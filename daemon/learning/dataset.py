@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from daemon.classify.stage import parsed_from_row
@@ -27,6 +27,7 @@ from daemon.training.data import Example, RawExample, load_path, parse_examples,
 from daemon.training.starter import CORPUS
 
 SAMPLE_SEED = 20021
+BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,17 @@ def load_labels(session: Session) -> list[Label]:
     """The newest label of every labelled message, oldest first."""
     rows = sorted(session.execute(NEWEST_LABELS_SQL).all(), key=lambda r: (r.created_at, r.id))
     labels: list[Label] = []
-    for row in rows:
-        message = session.get(Message, row.message_id)
-        if message is None:
-            continue
-        example = _example_of(message, int(row.label == "spam"))
-        if example is not None:
-            labels.append(Label(int(row.id), int(row.message_id), int(row.label == "spam"), str(row.source),
-                                row.created_at, example))
-        session.expunge(message)  # raw bytes and bodies of thousands of messages need not stay in the session
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start:start + BATCH]
+        messages = {m.id: m for m in session.scalars(select(Message).where(
+            Message.id.in_([r.message_id for r in batch])))}
+        for row in batch:
+            message = messages.get(row.message_id)
+            example = _example_of(message, int(row.label == "spam")) if message is not None else None
+            if example is not None:
+                labels.append(Label(int(row.id), int(row.message_id), int(row.label == "spam"), str(row.source),
+                                    row.created_at, example))
+        session.expunge_all()  # raw bytes and bodies of thousands of messages need not stay in the session
     return labels
 
 
@@ -129,6 +132,11 @@ class Corpora:
 
     settings: LearningSettings
     _cache: dict[str, list[Example]] = field(default_factory=dict)
+
+    @classmethod
+    def preloaded(cls, settings: LearningSettings, base: list[Example], evaluation: list[Example]) -> Corpora:
+        """Corpora given as examples (a benchmark or simulation that already holds them), used as they are."""
+        return cls(settings, {"base": base, "eval": evaluation})
 
     def base(self) -> list[Example]:
         return self._load("base", self.settings.base_corpus, "train", self.settings.base_corpus_max)

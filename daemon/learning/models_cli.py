@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     retrain = subparsers.add_parser("retrain", help="run a retraining job now (as the scheduler would)")
     retrain.add_argument("job", choices=("tokens", "full"),
                          help="'tokens': refit token statistics and thresholds; 'full': fine-tune a new version")
+    retrain.add_argument("--force", action="store_true",
+                         help="run even without new labels or below [learning] min_per_class (the gate still decides)")
     retrain.set_defaults(handler=cmd_retrain)
 
 
@@ -184,7 +186,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     db = Database.open(settings, writable=True)
     try:
         job = retrain.refresh_token_statistics if args.job == "tokens" else retrain.fine_tune
-        result = job(settings, db, None, "command")
+        result = job(settings, db, None, "command", args.force)
     finally:
         db.dispose()
     print(f"{result.job}: {result.outcome}: {result.detail} ({result.seconds:.1f}s)")

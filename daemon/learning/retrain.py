@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -67,20 +66,25 @@ class Plan:
 
 
 def refresh_token_statistics(settings: Settings, db: Database, corpora: Corpora | None = None,
-                             instance: str | None = None) -> JobResult:
-    """Refit token statistics and thresholds on the active transformer; gate; promote or reject."""
+                             instance: str | None = None, force: bool = False) -> JobResult:
+    """Refit token statistics and thresholds on the active transformer; gate; promote or reject.
+
+    ``force`` (``mailsense learn``, ``mailsense retrain tokens --force``) runs even without new
+    labels and below ``min_per_class``/``max_class_ratio``: a person who just taught a few
+    messages wants them learned now. The gate still decides.
+    """
     corpora = corpora or Corpora(settings.learning)
-    return run_job(db, TOKEN_REFRESH, RETRAIN_LOCK, lambda: _refresh(settings, db, corpora), instance)
+    return run_job(db, TOKEN_REFRESH, RETRAIN_LOCK, lambda: _refresh(settings, db, corpora, force), instance)
 
 
 def fine_tune(settings: Settings, db: Database, corpora: Corpora | None = None,
-              instance: str | None = None) -> JobResult:
-    """Fine-tune a whole new version on base corpus + labels; gate; promote or reject."""
+              instance: str | None = None, force: bool = False) -> JobResult:
+    """Fine-tune a whole new version on base corpus + labels; gate; promote or reject (``force`` as above)."""
     corpora = corpora or Corpora(settings.learning)
-    return run_job(db, FINE_TUNE, RETRAIN_LOCK, lambda: _fine_tune(settings, db, corpora), instance)
+    return run_job(db, FINE_TUNE, RETRAIN_LOCK, lambda: _fine_tune(settings, db, corpora, force), instance)
 
 
-def _plan(settings: Settings, db: Database, job: str, corpora: Corpora) -> Plan | JobResult:
+def _plan(settings: Settings, db: Database, job: str, corpora: Corpora, force: bool) -> Plan | JobResult:
     """The labels to train on and the held-out set, or a skip saying why there is nothing to do."""
     learning = settings.learning
     with db.session() as session:
@@ -89,19 +93,19 @@ def _plan(settings: Settings, db: Database, job: str, corpora: Corpora) -> Plan 
         return skipped(job, "no labels yet: corrections, review decisions and `mailsense learn` add them")
     label_max_id = max(label.id for label in labels)
     last = last_trained_label_id(db, job)
-    if last is not None and label_max_id <= last:
+    if not force and last is not None and label_max_id <= last:
         return skipped(job, f"no new labels since the last {job.replace('_', ' ')} (newest label id {last})",
                        label_max_id)
     problem = dataset.balance_problem(labels, learning)
-    if problem:
+    if problem and not force:
         return skipped(job, problem, label_max_id)
     split = split_by_time(labels, lambda label: (label.created_at, label.id), learning.held_out_fraction)
     used = dataset.describe_labels(split.train, split.held_out) | corpora.describe()
     return Plan(split.train, split.held_out, corpora.base(), corpora.evaluation(), label_max_id, used)
 
 
-def _refresh(settings: Settings, db: Database, corpora: Corpora) -> JobResult:
-    plan = _plan(settings, db, TOKEN_REFRESH, corpora)
+def _refresh(settings: Settings, db: Database, corpora: Corpora, force: bool) -> JobResult:
+    plan = _plan(settings, db, TOKEN_REFRESH, corpora, force)
     if isinstance(plan, JobResult):
         return plan
     with db.session() as session:
@@ -131,8 +135,8 @@ def _refresh(settings: Settings, db: Database, corpora: Corpora) -> JobResult:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _fine_tune(settings: Settings, db: Database, corpora: Corpora) -> JobResult:
-    plan = _plan(settings, db, FINE_TUNE, corpora)
+def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) -> JobResult:
+    plan = _plan(settings, db, FINE_TUNE, corpora, force)
     if isinstance(plan, JobResult):
         return plan
     with db.session() as session:
@@ -237,9 +241,3 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _say(message: str) -> None:
     log.info("retrain: %s", message)
-
-
-JOBS: dict[str, Callable[[Settings, Database, Corpora | None, str | None], JobResult]] = {
-    TOKEN_REFRESH: refresh_token_statistics,
-    FINE_TUNE: fine_tune,
-}

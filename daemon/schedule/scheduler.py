@@ -58,6 +58,7 @@ class JobScheduler:
                                     args=("fine_tune", self.fine_tune), id="fine_tune", name="fine-tune")
         self._scheduler.add_job(self._guarded, IntervalTrigger(seconds=learning.housekeeping_seconds),
                                 args=("housekeeping", self.housekeeping), id="housekeeping", name="housekeeping")
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # each tick at INFO would drown the daemon's log
         self._scheduler.start()
         log.info("scheduler: token refresh every %gs, fine-tune %s, housekeeping every %gs",
                  learning.token_refresh_seconds, f"at '{learning.fine_tune_cron}'" if learning.fine_tune_cron

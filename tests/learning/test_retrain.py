@@ -63,6 +63,8 @@ def test_token_refresh_is_gated_promoted_stored_and_skips_without_new_labels(
     again = refresh_token_statistics(settings, db)
     assert again.outcome == "skipped" and "no new labels" in again.detail
     assert [r[1] for r in runs(db)] == ["skipped", "skipped", "promoted", "skipped"]
+    forced = refresh_token_statistics(settings, db, force=True)  # `mailsense learn`: now, gate still decides
+    assert forced.outcome in ("promoted", "rejected"), forced.detail
 
 
 def test_a_candidate_trained_on_flipped_labels_is_rejected_and_kept_with_its_metrics(
