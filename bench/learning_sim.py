@@ -57,6 +57,7 @@ from learning_stream import (  # noqa: E402
     Correction,
     available,
     person_corrections,
+    person_replies,
     rates,
     recall_at_fpr,
     verdict,
@@ -64,11 +65,12 @@ from learning_stream import (  # noqa: E402
 )
 
 from daemon.config.learning_schedule import LearningSettings  # noqa: E402
-from daemon.learning.dataset import Label, balance_problem  # noqa: E402
+from daemon.learning.dataset import Label, balance_by_time, balance_problem  # noqa: E402
 from daemon.learning.gate import GateMargins, decide, operating_point, split_by_time  # noqa: E402
+from daemon.learning.retrain import refresh_data  # noqa: E402
 from daemon.spam.model import Ensemble, SpamModel, Thresholds, sigmoid  # noqa: E402
 from daemon.spam.tokens import TokenModel  # noqa: E402
-from daemon.training.data import Example, RawExample, iter_raw, parse_examples, split_validation  # noqa: E402
+from daemon.training.data import Example, RawExample, iter_raw, parse_examples  # noqa: E402
 from daemon.training.train import TrainConfig, choose_thresholds, fit_ensemble, train_model  # noqa: E402
 
 log = logging.getLogger("learning_sim")
@@ -181,19 +183,19 @@ def initial_model(corpus: Corpus, config: TrainConfig, cache: Path) -> Path:
 
 
 def refresh(version_id: int, base: list[Example], labelled: list[Example], scorer: Scorer, config: TrainConfig,
-            correction_weight: int) -> Version:
-    """The cheap job, step for step as ``daemon/learning/retrain.py`` runs it on the live transformer.
+            correction_weight: int, calibration_fraction: float) -> Version:
+    """The cheap job as ``daemon/learning/retrain.py`` runs it on the live transformer.
 
-    Base corpus and labelled messages are split into a training and a validation part
-    (``split_validation``, stratified, seeded); the labels in the training part count
-    ``correction_weight`` times in the token fit; the ensemble weights and the thresholds are then
-    fitted on the validation part (``finish_version``'s calibration). Done in memory here, with the
-    transformer logits computed once, instead of writing a version directory per run.
+    The data split is the product's own function (``refresh_data``): the base corpus's training
+    part plus the training share of the labels (each ``correction_weight`` times) for the token
+    statistics; the base corpus's validation part plus the calibration share of the labels for the
+    ensemble weights and the thresholds (``finish_version``'s calibration). The fits are done in
+    memory here, with the transformer logits computed once, instead of writing a version directory
+    per run.
     """
-    train, val = split_validation(base + labelled, config.val_fraction, config.seed)
-    own = {e.name for e in labelled}
-    weighted = train + [e for e in train if e.name in own] * (correction_weight - 1)
-    tokens = TokenModel.fit([scorer.token_text[e.name] for e in weighted], [e.label for e in weighted],
+    data = refresh_data(base, labelled, config.val_fraction, config.seed, correction_weight, calibration_fraction)
+    val = data.calibration
+    tokens = TokenModel.fit([scorer.token_text[e.name] for e in data.train], [e.label for e in data.train],
                             config.token_settings)
     val_labels = [e.label for e in val]
     t_val, k_val = scorer.parts(tokens, [e.name for e in val])
@@ -277,6 +279,8 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
     stream_windows = windows(len(corpus.stream), args.windows, args.seed)
     rng = random.Random(args.seed + 1)
+    reply_rng = random.Random(args.seed + 2)
+    reply_share = {"easy-ham-2": args.reply_easy, "hard-ham-1": args.reply_hard}
     corrections: list[Correction] = []
     learned = 0
     next_id = 1
@@ -309,7 +313,9 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {
             "window": w + 1, "messages": len(names), "fpr": round(ours["fpr"], 5), "recall": round(ours["recall"], 5),
             "bogofilter_fpr": round(theirs["fpr"], 5), "bogofilter_recall": round(theirs["recall"], 5),
-            "labels_so_far": learned, "labels_trained": live.corrections_used, "active_version": live.id,
+            "labels_so_far": learned, "labels_trained": live.corrections_used,
+            "labels_by_source": dict(Counter(f"{c.source}:{'spam' if c.label else 'ham'}"
+                                             for c in available(corrections, w - 1))), "active_version": live.id,
             "job_after": None}
         window_rows.append(row)
         log.info("window %d/%d: %d msgs; Mailsense v%d FPR %.2f%% recall %.1f%%; bogofilter FPR %.2f%% recall %.1f%%;"
@@ -319,6 +325,8 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
         corrections += person_corrections(indices, labels, flagged, w, args.fn_share, args.fp_share, args.delay,
                                           rng, first_order=len(corrections))
+        corrections += person_replies(indices, labels, flagged, [n.split("/", 1)[0] for n in names], reply_share, w,
+                                      args.reply_delay, reply_rng, first_order=len(corrections))
         usable = available(corrections, w)
         fresh = usable[learned:]
         if not fresh or w == len(stream_windows) - 1:
@@ -328,7 +336,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         bogo.learn([n for n, y in fresh_names if y], [n for n, y in fresh_names if not y])
 
         # The scheduler's cheap job, as daemon/learning/retrain.py plans it: balance guard, time split, refit, gate.
-        problem = balance_problem([Label(c.order, c.index, c.label, "simulated", datetime.now(UTC),
+        problem = balance_problem([Label(c.order, c.index, c.label, c.source, datetime.now(UTC),
                                          corpus.stream[c.index]) for c in usable], guard)
         if problem:
             row["job_after"] = f"skipped: {problem}"
@@ -336,17 +344,21 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             continue
         job_started = time.monotonic()
         split = split_by_time(usable, lambda c: c.when, args.held_out_fraction)
-        candidate = refresh(next_id, corpus.base, [corpus.stream[c.index] for c in split.train], scorer, config,
-                            args.correction_weight)
+        train, left_out = balance_by_time(split.train, lambda c: c.label, lambda c: c.when, args.max_class_ratio)
+        candidate = refresh(next_id, corpus.base, [corpus.stream[c.index] for c in train], scorer, config,
+                            args.correction_weight, args.calibration_fraction)
         next_id += 1
         promote, record = gate(live, candidate, fixed_names + [corpus.stream[c.index].name for c in split.held_out],
                                fixed_labels + [c.label for c in split.held_out], scorer, margins)
-        record.update(after_window=w + 1, corrections_trained=len(split.train),
-                      corrections_in_gate=len(split.held_out), seconds=round(time.monotonic() - job_started, 1))
+        record.update(after_window=w + 1, corrections_trained=len(train), left_out_for_balance=left_out,
+                      corrections_in_gate=len(split.held_out),
+                      gate_ham_labels=sum(1 - c.label for c in split.held_out),
+                      seconds=round(time.monotonic() - job_started, 1))
         (promotions if promote else rejections).append(record)
         row["job_after"] = f"v{candidate.id} {'promoted' if promote else 'rejected'}"
-        log.info("after window %d: token refresh on %d corrections (+%d held for the gate) in %.0f s: %s",
-                 w + 1, len(split.train), len(split.held_out), record["seconds"], record["reason"])
+        log.info("after window %d: token refresh on %d labels (%d older left out for balance, +%d held for the "
+                 "gate) in %.0f s: %s", w + 1, len(train), left_out, len(split.held_out), record["seconds"],
+                 record["reason"])
         if promote:
             replaced = (live, record)
             live = candidate
@@ -366,7 +378,10 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             "quick": args.quick, "windows": args.windows, "delay_windows": args.delay, "fn_share": args.fn_share,
             "fp_share": args.fp_share, "held_out_fraction": args.held_out_fraction,
             "gate_margins": {"fpr": margins.fpr, "recall": margins.recall},
-            "correction_weight": args.correction_weight, "min_per_class": args.min_per_class,
+            "correction_weight": args.correction_weight, "calibration_fraction": args.calibration_fraction,
+            "reply_share": reply_share, "reply_delay_windows": args.reply_delay,
+            "labels_by_source": dict(Counter(f"{c.source}:{'spam' if c.label else 'ham'}" for c in corrections)),
+            "min_per_class": args.min_per_class,
             "max_class_ratio": args.max_class_ratio, "fine_tune_sample": config.transformer_max_train,
             "target_fpr": config.target_fpr, "corrections_total": len(corrections),
             "corrections_spam": sum(c.label for c in corrections), "stream_messages": len(corpus.stream),
@@ -436,6 +451,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delay", type=int, default=1, help="windows between a wrong verdict and its correction")
     p.add_argument("--fn-share", type=float, default=0.5, help="share of missed spam the person junks")
     p.add_argument("--fp-share", type=float, default=1.0, help="share of junked ham the person rescues")
+    p.add_argument("--reply-easy", type=float, default=0.3,
+                   help="share of the easy ham in the inbox the person answers (implicit ham, replied_thread)")
+    p.add_argument("--reply-hard", type=float, default=0.1,
+                   help="share of the hard ham in the inbox the person answers")
+    p.add_argument("--reply-delay", type=int, default=1, help="windows between a reply and its implicit label")
+    p.add_argument("--calibration-fraction", type=float, default=0.3,
+                   help="share of the trained-on labels that choose the thresholds ([learning] calibration_fraction)")
     p.add_argument("--held-out-fraction", type=float, default=0.2,
                    help="newest share of corrections for the gate only ([learning] held_out_fraction)")
     p.add_argument("--gate-fpr-margin", type=float, default=0.0, help="[learning] gate_fpr_margin")

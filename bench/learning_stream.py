@@ -5,8 +5,8 @@ torch or bogofilter:
 
 * the stream: the 2003 groups shuffled with a fixed seed and cut into equal windows, as the TREC
   spam track replays a mailbox in order;
-* the person: who notices which errors of the verdicts they saw, and when the correction
-  arrives (a delay in windows);
+* the person: who notices which errors of the verdicts they saw, which ham they answer (an
+  implicit ham label), and when each label arrives (a delay in windows);
 * the figures: FPR and spam recall of a window, recall at a fixed FPR, and the verdict against
   bogofilter.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Correction:
-    """A label the person gave for a message the filter got wrong.
+    """A label the person gave: a correction of a wrong verdict, or a reply that marks a thread as ham.
 
     ``seen_in``: the window whose verdict was wrong; ``available_at``: the first window after
     which the scheduler can use it (``seen_in + delay``); ``order``: position in time among all
@@ -32,6 +32,8 @@ class Correction:
     seen_in: int
     available_at: int
     order: int
+    source: str = "user_move"
+    """As the product records it: ``user_move`` (moved into or out of Junk), ``replied_thread`` (implicit ham)."""
 
     @property
     def when(self) -> tuple[int, int]:
@@ -65,6 +67,25 @@ def person_corrections(indices: Sequence[int], labels: Sequence[int], flagged: S
         if rng.random() < share:
             out.append(Correction(index=index, label=label, seen_in=window, available_at=window + delay,
                                   order=first_order + len(out)))
+    return out
+
+
+def person_replies(indices: Sequence[int], labels: Sequence[int], flagged: Sequence[int], groups: Sequence[str],
+                   reply_share: dict[str, float], window: int, delay: int, rng: random.Random,
+                   first_order: int) -> list[Correction]:
+    """The ham a person answers in one window: implicit ham labels (``replied_thread``), as the product records them.
+
+    Only ham the person saw in the inbox (not flagged as spam) is answered, each with the share
+    ``reply_share`` gives its corpus group (e.g. more of the easy ham than of the hard ham); the
+    product notices the reply at its next look, here ``delay`` windows later. Spam is never answered.
+    """
+    out: list[Correction] = []
+    for index, label, spam_verdict, group in zip(indices, labels, flagged, groups, strict=True):
+        if label == 1 or spam_verdict:
+            continue
+        if rng.random() < reply_share.get(group, 0.0):
+            out.append(Correction(index=index, label=0, seen_in=window, available_at=window + delay,
+                                  order=first_order + len(out), source="replied_thread"))
     return out
 
 

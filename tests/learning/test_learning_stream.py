@@ -13,6 +13,7 @@ from bench.learning_stream import (
     Correction,
     available,
     person_corrections,
+    person_replies,
     rates,
     recall_at_fpr,
     verdict,
@@ -81,3 +82,18 @@ def test_verdict_counts_a_small_shortfall_as_level_and_requires_the_fpr_limit() 
     assert above_limit["met"] is False and above_limit["fpr_within_limit"] is False
     assert above_limit["recall_at_fpr_limit_gap_points"] == -10.0
     assert above_limit["ranking_level_or_better"] is False
+
+
+def test_the_person_answers_only_inbox_ham_with_the_share_of_its_group() -> None:
+    n = 4000
+    labels = [i % 2 for i in range(n)]  # odd = spam
+    flagged = [1 if i % 4 == 2 else 0 for i in range(n)]  # half of the ham was junked: never answered
+    groups = ["easy" if i % 8 < 4 else "hard" for i in range(n)]
+    replies = person_replies(range(n), labels, flagged, groups, {"easy": 0.3, "hard": 0.1}, window=2, delay=1,
+                             rng=random.Random(5), first_order=10)
+    assert all(labels[r.index] == 0 and not flagged[r.index] for r in replies)
+    assert {(r.label, r.source, r.seen_in, r.available_at) for r in replies} == {(0, "replied_thread", 2, 3)}
+    assert [r.order for r in replies] == list(range(10, 10 + len(replies)))
+    easy = sum(groups[r.index] == "easy" for r in replies) / 500  # 500 inbox ham per group
+    hard = sum(groups[r.index] == "hard" for r in replies) / 500
+    assert 0.25 < easy < 0.35 and 0.06 < hard < 0.14
