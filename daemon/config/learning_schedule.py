@@ -5,9 +5,13 @@ The jobs themselves live in ``daemon/learning/retrain.py`` and ``daemon/learning
 small machine (or a test) can run a complete retrain in seconds.
 """
 
+import re
+
 from pydantic import Field, field_validator
 
 from daemon.config.base import Section
+
+CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 
 
 class LearningSettings(Section):
@@ -92,11 +96,10 @@ class LearningSettings(Section):
     @field_validator("fine_tune_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
-        if value.strip():
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(value)
-            except ValueError as exc:
-                raise ValueError(f"not a crontab line ({exc}); for example '0 3 * * *' = 03:00 every day") from None
-        return value.strip()
+        """Five fields of a crontab line; the scheduler parses the rest (APScheduler is not imported here:
+        settings load before ``mailsense run`` can handle SIGTERM, and every import delays that)."""
+        fields = value.split()
+        if fields and (len(fields) != 5 or not all(CRON_FIELD.fullmatch(f) for f in fields)):
+            raise ValueError(f"not a crontab line ({value!r}): five fields, minute hour day month weekday; "
+                             "for example '0 3 * * *' = 03:00 every day")
+        return " ".join(fields)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +20,12 @@ from daemon.db.session import Database
 from daemon.errors import CommandError
 from daemon.spam import artifacts, registry
 from daemon.spam.tables import ModelVersion
-from daemon.training.starter import models_dir
+
+
+def models_dir(settings: Settings) -> Path:
+    """``state_dir/models`` (as ``daemon.training.starter.models_dir``; not imported here: it loads torch,
+    and this module is imported for every ``mailsense`` command, before a SIGTERM handler exists)."""
+    return Path(settings.daemon.state_dir) / "models"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -27,7 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.config import Settings
+from daemon.config import ConfigError, Settings
 from daemon.db.session import Database
 from daemon.errors import describe_error
 from daemon.learning import dataset, housekeeping, retrain
@@ -54,7 +54,12 @@ class JobScheduler:
         self._scheduler.add_job(self._guarded, IntervalTrigger(seconds=learning.token_refresh_seconds),
                                 args=("retrain", self.retrain_tick), id="retrain", name="token refresh")
         if learning.fine_tune_cron:
-            self._scheduler.add_job(self._guarded, CronTrigger.from_crontab(learning.fine_tune_cron),
+            try:
+                cron = CronTrigger.from_crontab(learning.fine_tune_cron)
+            except ValueError as exc:
+                raise ConfigError(f"learning.fine_tune_cron: {exc}; for example '0 3 * * *' = 03:00 every day"
+                                  ) from None
+            self._scheduler.add_job(self._guarded, cron,
                                     args=("fine_tune", self.fine_tune), id="fine_tune", name="fine-tune")
         self._scheduler.add_job(self._guarded, IntervalTrigger(seconds=learning.housekeeping_seconds),
                                 args=("housekeeping", self.housekeeping), id="housekeeping", name="housekeeping")
