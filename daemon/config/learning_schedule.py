@@ -31,11 +31,17 @@ class LearningSettings(Section):
         100, ge=1, description="labels of each class (spam, ham) needed before a retrain runs (Stalwart uses 100)",
     )
     max_class_ratio: float = Field(
-        10.0, ge=1.0, description="skip a retrain when one class has more than this many times the labels of the other",
+        10.0, ge=1.0, description="when one class has more than this many times the labels of the other, train on "
+        "all of the smaller class and only the newest of the larger class, up to this ratio",
     )
     correction_weight: int = Field(
         3, ge=1, le=100, description="how many times a label of this mailbox counts against one base-corpus message "
         "when the token statistics are refitted",
+    )
+    calibration_fraction: float = Field(
+        0.3, ge=0.0, lt=0.9, description="share of the trained-on labels (per class) that calibrate instead of train: "
+        "with the base corpus's validation part they choose the combination weights and the spam threshold, so the "
+        "threshold is set on this mailbox's mail as well as on the base corpus",
     )
     held_out_fraction: float = Field(
         0.2, ge=0.0, lt=0.9, description="newest share of the labels (by time) kept for the promotion gate, never "

@@ -12,10 +12,11 @@ base sample and judges on the same evaluation set, so two runs differ only by th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -25,6 +26,8 @@ from daemon.config.learning_schedule import LearningSettings
 from daemon.db.tables import Message
 from daemon.training.data import Example, RawExample, load_path, parse_examples, split_validation
 from daemon.training.starter import CORPUS
+
+T = TypeVar("T")
 
 SAMPLE_SEED = 20021
 BATCH = 500
@@ -97,10 +100,29 @@ def balance_problem(labels: list[Label], settings: LearningSettings) -> str | No
     if min(spam, ham) < settings.min_per_class:
         return (f"too few labels: {spam} spam, {ham} ham; at least {settings.min_per_class} of each are needed "
                 "([learning] min_per_class)")
-    if max(spam, ham) > settings.max_class_ratio * min(spam, ham):
-        return (f"labels too unbalanced: {spam} spam, {ham} ham (more than {settings.max_class_ratio:g} to 1, "
-                "[learning] max_class_ratio)")
     return None
+
+
+def balance_by_time(items: Sequence[T], label_of: Callable[[T], int], when: Callable[[T], Any],
+                    max_ratio: float) -> tuple[list[T], int]:
+    """The items to train on when one class outnumbers the other more than ``max_ratio`` to 1.
+
+    All of the smaller class is kept, and of the larger class only its newest ``max_ratio`` times
+    as many, so a mailbox whose person answers much of their mail (implicit ham) but junks little
+    spam still retrains, on its recent mail, without drifting towards one class. Returns the kept
+    items in their input order and how many were left out.
+    """
+    by_class: dict[int, list[int]] = {0: [], 1: []}
+    for i, item in enumerate(items):
+        by_class[label_of(item)].append(i)
+    small = min(len(by_class[0]), len(by_class[1]))
+    cap = int(max_ratio * small + 1e-9)
+    dropped: set[int] = set()
+    for indices in by_class.values():
+        if len(indices) > cap:
+            newest_first = sorted(indices, key=lambda i: (when(items[i]), i), reverse=True)
+            dropped.update(newest_first[cap:])
+    return [item for i, item in enumerate(items) if i not in dropped], len(dropped)
 
 
 def describe_labels(train: list[Label], held_out: list[Label]) -> dict[str, Any]:

@@ -133,6 +133,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
               f"to {(train.get('time_range') or ['-', '-'])[-1]}")
         for source, counts in sorted((train.get("by_source") or {}).items()):
             print(f"    {source}: {counts.get('spam', 0)} spam, {counts.get('ham', 0)} ham")
+        if used.get("left_out_for_balance"):
+            print(f"    left out for class balance ([learning] max_class_ratio): {used['left_out_for_balance']} "
+                  "older labels of the larger class")
         held = used.get("held_out") or {}
         print(f"  held out (never trained on): {held.get('n', 0)} labels, ids {held.get('id_range')}")
     return 0

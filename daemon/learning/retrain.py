@@ -7,13 +7,16 @@ within ``spam.reload_seconds``) or kept as ``rejected`` with its figures. Each n
 files are stored in Postgres (``daemon/spam/artifacts.py``) so every daemon can load it.
 
 * :func:`refresh_token_statistics` keeps the active transformer (its files are hard-linked,
-  not copied) and refits the token statistics, the combination weights and the thresholds;
-  the mailbox's labels count ``correction_weight`` times. Minutes at most; runs often.
+  not copied) and refits the token statistics, the combination weights and the thresholds
+  (:func:`refresh_data`: the labels count ``correction_weight`` times in the token statistics,
+  and a share of them chooses the thresholds with the base corpus's validation part). Minutes
+  at most; runs often.
 * :func:`fine_tune` trains a whole version with the training recipe (daemon/training/train.py);
   nightly, or early once enough new labels arrived.
 
-Both skip, with the reason recorded in ``job_runs``, when there is nothing new to learn, too
-few labels of a class, or the classes are too unbalanced.
+Both skip, with the reason recorded in ``job_runs``, when there is nothing new to learn or too
+few labels of a class. When one class outnumbers the other beyond ``max_class_ratio``, only the
+newest of the larger class are trained on (:func:`dataset.balance_by_time`).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def refresh_token_statistics(settings: Settings, db: Database, corpora: Corpora 
     """Refit token statistics and thresholds on the active transformer; gate; promote or reject.
 
     ``force`` (``mailsense learn``, ``mailsense retrain tokens --force``) runs even without new
-    labels and below ``min_per_class``/``max_class_ratio``: a person who just taught a few
+    labels and below ``min_per_class``: a person who just taught a few
     messages wants them learned now. The gate still decides.
     """
     corpora = corpora or Corpora(settings.learning)
@@ -100,8 +103,40 @@ def _plan(settings: Settings, db: Database, job: str, corpora: Corpora, force: b
     if problem and not force:
         return skipped(job, problem, label_max_id)
     split = split_by_time(labels, lambda label: (label.created_at, label.id), learning.held_out_fraction)
-    used = dataset.describe_labels(split.train, split.held_out) | corpora.describe()
-    return Plan(split.train, split.held_out, corpora.base(), corpora.evaluation(), label_max_id, used)
+    train, left_out = dataset.balance_by_time(split.train, lambda label: label.label,
+                                              lambda label: (label.created_at, label.id), learning.max_class_ratio)
+    used = dataset.describe_labels(train, split.held_out) | corpora.describe()
+    if left_out:
+        used["left_out_for_balance"] = left_out
+        _say(f"{left_out} older labels of the larger class left out ([learning] max_class_ratio "
+             f"{learning.max_class_ratio:g})")
+    return Plan(train, split.held_out, corpora.base(), corpora.evaluation(), label_max_id, used)
+
+
+@dataclass(frozen=True)
+class RefreshData:
+    """What a token refresh fits on: token statistics on ``train``, weights and thresholds on ``calibration``."""
+
+    train: list[Example]
+    """Base-corpus training part plus the training share of the labels, each repeated ``correction_weight`` times."""
+    calibration: list[Example]
+    """Base-corpus validation part plus the calibration share of the labels (each once)."""
+
+
+def refresh_data(base: list[Example], labelled: list[Example], val_fraction: float, seed: int,
+                 correction_weight: int, calibration_fraction: float) -> RefreshData:
+    """Split the base corpus and the mailbox's labels for a token refresh.
+
+    The two are split separately, each stratified by class: a share ``calibration_fraction`` of
+    the labels always joins the calibration part, however large the base corpus is. The spam
+    threshold is chosen there for the target FPR, so it is set on this mailbox's ham as well as on
+    the base corpus's; the rest of the labels train the token statistics, ``correction_weight``
+    times each. The scheduler's job and the learning-loop benchmark (bench/learning_sim.py) both
+    call this, so the benchmark measures the split the product uses.
+    """
+    base_train, base_val = split_validation(base, val_fraction, seed)
+    label_train, label_cal = split_validation(labelled, calibration_fraction, seed)
+    return RefreshData(train=base_train + label_train * correction_weight, calibration=base_val + label_cal)
 
 
 def _refresh(settings: Settings, db: Database, corpora: Corpora, force: bool) -> JobResult:
@@ -116,16 +151,15 @@ def _refresh(settings: Settings, db: Database, corpora: Corpora, force: bool) ->
         live_dir = registry.version_directory(session, active, models_dir(settings))
     config = _config_of(live_dir, settings)
     text_settings = TextSettings.from_json(_read(live_dir / "text_settings.json")["transformer"])
-    examples = plan.base + [label.example for label in plan.train_labels]
-    train, val = split_validation(examples, config.val_fraction, config.seed)
-    weighted = train + [e for e in train if e.name.startswith("db:")] * (settings.learning.correction_weight - 1)
+    data = refresh_data(plan.base, [label.example for label in plan.train_labels], config.val_fraction,
+                        config.seed, settings.learning.correction_weight, settings.learning.calibration_fraction)
     work = _work_dir(settings)
     try:
         out = work / "model"
         out.mkdir()
         shutil.copytree(live_dir / "transformer", out / "transformer", copy_function=_link_or_copy)
         _, metrics, thresholds = finish_version(
-            out, weighted, val, config, text_settings, config.base_model or default_base_model(),
+            out, data.train, data.calibration, config, text_settings, config.base_model or default_base_model(),
             {"refreshed_from": live_id, "transformer": "kept from the live version"}, _say)
         result = TrainResult(path=out, metrics=metrics, thresholds=thresholds,
                              text_settings=_read(out / "text_settings.json"),

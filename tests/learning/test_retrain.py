@@ -129,3 +129,22 @@ def test_fine_tune_on_a_tiny_configuration_is_gated(tiny_model: Path, db: Databa
         assert version.gate["decision"]["promote"] is (result.outcome == "promoted")
         assert version.metrics["training"]["epochs_run"] == 1
     assert fine_tune(settings, db).outcome == "skipped"
+
+
+def test_many_more_ham_labels_than_spam_train_on_the_newest_ham_instead_of_skipping(
+        tiny_model: Path, db: Database, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, max_class_ratio=1.5, min_per_class=4)
+    activate(db, tiny_model)
+    labelled = add_labelled(db, 40, seed=8)
+    # A person who answers much of their mail: most labels are implicit ham, few are spam.
+    with db.session() as s, s.begin():
+        for i, (message_id, y) in enumerate(labelled[:16]):
+            if y:
+                label(s, message_id, False, "replied_thread", START + timedelta(minutes=i, seconds=30))
+    result = refresh_token_statistics(settings, db)
+    assert result.outcome in ("promoted", "rejected"), result.detail
+    with db.session() as s:
+        used = s.get(ModelVersion, result.version_id).labels_used
+    train = used["train"]
+    assert train["spam"] >= 4 and train["ham"] == int(1.5 * train["spam"])
+    assert used["left_out_for_balance"] == 30 - train["n"]  # 40 labels, the newest quarter held out
