@@ -1,7 +1,7 @@
 """The learning loop replayed on the SpamAssassin corpus in time order, against bogofilter.
 
     .venv/bin/python bench/learning_sim.py --out bench/results/learning.json --plot docs/learning.png
-    .venv/bin/python bench/learning_sim.py --quick --out /tmp/learning-quick.json   # a small subset, minutes
+    .venv/bin/python bench/learning_sim.py --quick --out bench/work/learning-quick.json   # a small subset, minutes
 
 As the TREC spam track does, a mailbox is replayed in order:
 

@@ -88,7 +88,7 @@ def main() -> int:
     counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in ("ham", "unsure", "spam")}
     scores = [x.score for x in verdicts]
     result = {
-        "model": str(Path(args.model).resolve()),
+        "model": Path(args.model).name,  # the version directory; where it lies is this machine's business
         "messages": len(mails),
         "headers": args.headers,
         "verdicts": counts,

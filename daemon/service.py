@@ -157,9 +157,9 @@ class Service:
                     instances.heartbeat(session, self.instance, self.host, self.pid)
                     released = instances.release_stale_leases(session, self.stale_after_seconds)
                 backlog(self.db)  # keeps the backlog gauges of /metrics current
-                delivery_stats.refresh_metrics(self.db)
-                with self.db.session() as session:
-                    review_stats.update_metrics(session)  # acceptance and edit rates on /metrics
+                with self.db.session() as session:  # the drafts gauges of /metrics, in one session
+                    delivery_stats.refresh_metrics(session)
+                    review_stats.update_metrics(session)
                 if released:
                     log.info("released %d message lease(s) held by a daemon that stopped beating", released)
                 if failing:

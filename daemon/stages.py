@@ -7,8 +7,6 @@ switched off are moved on), and a line in ``build_stages`` at its place in the f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from daemon.config import Settings
 from daemon.db.session import Database
 from daemon.parse.stage import ParseStage
@@ -21,8 +19,9 @@ def build_stages(settings: Settings, db: Database) -> list[Stage]:
     if settings.spam.enabled:
         from daemon.classify.stage import ClassifyStage
         from daemon.filing.stage import FileStage
+        from daemon.spam.artifacts import models_dir
 
-        cache = Path(settings.daemon.state_dir) / "models"  # versions trained elsewhere, from Postgres
+        cache = models_dir(settings)  # versions trained elsewhere, from Postgres
         stages += [ClassifyStage(settings.spam, db, cache), FileStage(settings)]
     if settings.drafts.enabled:
         from daemon.drafts.stage import DraftStage

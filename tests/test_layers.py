@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 SAME_LAYER = {("logs", "errors"), ("health", "metrics"), ("cli", "service"), ("cli", "status"), ("service", "health"),
               ("service", "stages"), ("config", "errors"), ("service", "schedule"), ("service", "web"),
               ("cli", "web"), ("cli", "schedule"), ("status", "schedule"), ("schedule", "stages"),
-              ("review", "learning")}
+              ("review", "learning"), ("imap", "mail"),
+              ("delivery", "review")}
 
 
 def package_of(module: str) -> str | None:

@@ -22,7 +22,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 # ConfigError and read_secret_file live in base so that section modules can use them; imported from here.
 from daemon.config.base import ConfigError as ConfigError
-from daemon.config.base import Section
+from daemon.config.base import Section, read_secret
 from daemon.config.base import read_secret_file as read_secret_file
 from daemon.config.delivery import AccountDeliverySettings
 from daemon.config.drafts import AccountDraftSettings, DraftSettings
@@ -162,28 +162,13 @@ class AccountSettings(Section):
 
     def password(self) -> str:
         """Read the secret at connect time, so a rotated credential file is picked up."""
-        if self.password_file:
-            return read_secret_file(f"accounts.{self.name}.password_file", self.password_file)
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise ConfigError(
-                f"accounts.{self.name}.password_env: environment variable {self.password_env} is not set; "
-                "export it or use password_file"
-            )
-        return value
+        return read_secret(f"accounts.{self.name}.password", self.password_file, self.password_env)
 
     def smtp_password(self) -> str:
         """The password for ``[accounts.delivery] smtp_user``, read at send time like the IMAP one."""
-        key, delivery = f"accounts.{self.name}.delivery", self.delivery
-        if delivery.smtp_password_file:
-            return read_secret_file(f"{key}.smtp_password_file", delivery.smtp_password_file)
-        value = os.environ.get(delivery.smtp_password_env)
-        if value is None:
-            raise ConfigError(
-                f"{key}.smtp_password_env: environment variable {delivery.smtp_password_env} is not set; "
-                "export it or use smtp_password_file"
-            )
-        return value
+        delivery = self.delivery
+        return read_secret(f"accounts.{self.name}.delivery.smtp_password", delivery.smtp_password_file,
+                           delivery.smtp_password_env)
 
 
 class SmtpIngressSettings(Section):

@@ -27,6 +27,21 @@ def read_secret_file(key: str, configured: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror} (is the credential loaded?)") from None
 
 
+def read_secret(key: str, file: str, env: str) -> str:
+    """A secret from ``file`` when one is configured, else from the environment variable ``env``.
+
+    ``key`` names the setting (``accounts.support``, ``web``), so an error says which ``<key>.*_file``
+    or ``<key>.*_env`` to fix; the secret itself is never in a message.
+    """
+    if file:
+        return read_secret_file(f"{key}_file", file)
+    value = os.environ.get(env)
+    if value is None:
+        raise ConfigError(f"{key}_env: environment variable {env} is not set; export it or use "
+                          f"{key.rsplit('.', 1)[-1]}_file")
+    return value
+
+
 class Section(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default."""
 

@@ -8,11 +8,9 @@ secret, never goes into the TOML file: ``password_env`` names an environment var
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field, model_validator
 
-from daemon.config.base import ConfigError, Section, read_secret_file
+from daemon.config.base import ConfigError, Section, read_secret
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -66,21 +64,12 @@ class WebSettings(Section):
 
     def password(self) -> str:
         """Read the login password when it is needed, so a rotated credential is picked up."""
-        if self.password_file:
-            value = read_secret_file("web.password_file", self.password_file)
-        elif self.password_env:
-            env = os.environ.get(self.password_env)
-            if env is None:
-                raise ConfigError(
-                    f"web.password_env: environment variable {self.password_env} is not set; "
-                    "export it or use password_file"
-                )
-            value = env
-        else:
+        if not self.password_file and not self.password_env:
             raise ConfigError(
                 "web.password_env: the review page needs a password: set web.password_env (an environment "
                 "variable name) or web.password_file"
             )
+        value = read_secret("web.password", self.password_file, self.password_env)
         if len(value) < MIN_PASSWORD_LENGTH:
             key = "web.password_file" if self.password_file else "web.password_env"
             raise ConfigError(f"{key}: the password is shorter than {MIN_PASSWORD_LENGTH} characters; "

@@ -39,7 +39,7 @@ from daemon.delivery.smtp import NotSent, Refused, Submission
 from daemon.errors import describe_error
 from daemon.imap import connection
 from daemon.ingest.backoff import Backoff, OutageLog
-from daemon.mail.mime import parse_message
+from daemon.mail.mime import content_sha256, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Deliverer:
         finally:
             connection.close(mb)
         if not store.delivered(conn, claim.id, status="delivered", via="drafts_folder",
-                               sha256=mailbox.sha256(reply.raw)):
+                               sha256=content_sha256(reply.raw)):
             log.warning("draft %d was changed while its reply went into %s; the reply is there", claim.id, drafts)
         log.info("draft %d delivered to %s of account %s as %s", claim.id, drafts, claim.account,
                  claim.outgoing_message_id)
@@ -211,7 +211,7 @@ class Deliverer:
             uids = mailbox.find_message_id(mb, folder, claim.outgoing_message_id)
             if uids:
                 raw = connection.fetch_raw(mb, uids[:1]).get(uids[0])
-                sha = mailbox.sha256(raw) if raw is not None and folder == drafts else None
+                sha = content_sha256(raw) if raw is not None and folder == drafts else None
                 store.delivered(conn, claim.id, status="delivered", via="drafts_folder", sha256=sha)
                 log.info("draft %d: its reply %s was already in %s (an earlier attempt was interrupted); "
                          "not delivered again", claim.id, claim.outgoing_message_id, folder)
@@ -244,7 +244,7 @@ class Deliverer:
         except (smtplib.SMTPException, OSError) as exc:
             raise Retry("smtp", f"SMTP: {describe_error(exc)}") from None
         note = self._copy_to_sent(state, reply.raw) if d.append_to_sent else None
-        store.delivered(conn, claim.id, status="sent", via="smtp", sha256=mailbox.sha256(reply.raw), note=note)
+        store.delivered(conn, claim.id, status="sent", via="smtp", sha256=content_sha256(reply.raw), note=note)
         log.info("draft %d sent via %s for account %s as %s", claim.id, d.smtp_host, claim.account,
                  claim.outgoing_message_id)
 
@@ -264,7 +264,6 @@ class Deliverer:
             return None
         log.warning("account %s: a reply was sent but its copy to Sent failed: %s", state.account.name, detail)
         return f"sent; the copy to Sent failed: {detail}"
-        return None
 
     def _settle_unknown_send(self, conn: psycopg.Connection[dict[str, Any]], claim: store.Claim,
                              state: AccountState) -> None:

@@ -8,7 +8,6 @@ message, and each hit is still checked against the exact header before it counts
 
 from __future__ import annotations
 
-import hashlib
 import imaplib
 import re
 from email import policy
@@ -17,33 +16,19 @@ from email.parser import BytesHeaderParser
 from imap_tools import BaseMailBox
 
 from daemon.imap import connection, operations
+from daemon.mail.mime import content_sha256
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _MESSAGE_ID_FIELD = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
 
 
 def drafts_folder(mailbox: BaseMailBox, configured: str) -> str:
-    """The configured folder, else SPECIAL-USE \\Drafts, else 'Drafts' (created if missing)."""
-    if configured:
-        return operations.ensure_folder(mailbox, configured)
-    return operations.special_use_folder(mailbox, "\\Drafts") or operations.ensure_folder(mailbox, "Drafts")
+    return operations.role_folder(mailbox, configured, "\\Drafts", "Drafts")
 
 
 def sent_folder(mailbox: BaseMailBox, configured: str) -> str:
-    """The configured folder, else SPECIAL-USE \\Sent, else 'Sent' (created if missing)."""
-    if configured:
-        return operations.ensure_folder(mailbox, configured)
-    return operations.special_use_folder(mailbox, "\\Sent") or operations.ensure_folder(mailbox, "Sent")
+    return operations.role_folder(mailbox, configured, "\\Sent", "Sent")
 
-
-def select(mailbox: BaseMailBox, folder: str, *, readonly: bool) -> int:
-    """SELECT (or EXAMINE) ``folder``; return its UIDVALIDITY."""
-    typ, _ = mailbox.client.select(connection.encode_folder(folder), readonly=readonly)
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"SELECT {folder!r} failed")
-    values = mailbox.client.untagged_responses.get("UIDVALIDITY") or [b"0"]
-    value = values[-1]
-    return int(value if isinstance(value, bytes) else b"0")
 
 
 def header_message_id(header: bytes) -> str | None:
@@ -55,7 +40,7 @@ def find_message_id(mailbox: BaseMailBox, folder: str, message_id: str) -> list[
     """UIDs in ``folder`` whose Message-ID is exactly ``message_id`` (selects the folder read-write)."""
     if operations.search_refusal(message_id) is not None:
         raise ValueError(f"cannot search for Message-ID {message_id!r}")
-    select(mailbox, folder, readonly=False)
+    operations.select(mailbox, folder, readonly=False)
     typ, data = mailbox.client.uid("SEARCH", "HEADER", "Message-ID", connection.quote(message_id))
     if typ != "OK":
         raise imaplib.IMAP4.error("UID SEARCH HEADER Message-ID failed")
@@ -76,10 +61,6 @@ def append(mailbox: BaseMailBox, folder: str, raw: bytes, flags: str) -> int | N
     return None
 
 
-def sha256(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
 def remove_if_untouched(mailbox: BaseMailBox, folder: str, message_id: str, delivered_sha256: str) -> bool:
     """Remove our draft from ``folder`` if it is still there byte for byte; True when removed.
 
@@ -90,7 +71,7 @@ def remove_if_untouched(mailbox: BaseMailBox, folder: str, message_id: str, deli
         return False
     for uid in find_message_id(mailbox, folder, message_id):
         raw = connection.fetch_raw(mailbox, [uid]).get(uid)
-        if raw is None or sha256(raw) != delivered_sha256:
+        if raw is None or content_sha256(raw) != delivered_sha256:
             continue
         typ, _ = mailbox.client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
         if typ != "OK":
@@ -106,6 +87,6 @@ def is_untouched(mailbox: BaseMailBox, folder: str, message_id: str, delivered_s
     """Is our draft still in ``folder`` exactly as delivered?"""
     for uid in find_message_id(mailbox, folder, message_id):
         raw = connection.fetch_raw(mailbox, [uid]).get(uid)
-        if raw is not None and sha256(raw) == delivered_sha256:
+        if raw is not None and content_sha256(raw) == delivered_sha256:
             return True
     return False

@@ -37,7 +37,7 @@ from daemon.config import AccountSettings
 from daemon.delivery import mailbox
 from daemon.delivery.reply import message_ids
 from daemon.errors import describe_error
-from daemon.imap import connection
+from daemon.imap import connection, operations
 from daemon.ingest.backoff import OutageLog
 from daemon.mail.mime import parse_message
 
@@ -147,7 +147,7 @@ class OutcomeWatcher:
         mb = connection.connect(account)
         try:
             sent = mailbox.sent_folder(mb, account.delivery.sent_folder)
-            uidvalidity = mailbox.select(mb, sent, readonly=True)
+            uidvalidity = operations.select(mb, sent, readonly=True)
             point = conn.execute(CHECKPOINT_SQL, {"account_id": account_id}).fetchone()
             if point and point["folder"] == sent and point["uidvalidity"] == uidvalidity:
                 uids = connection.search_uids_above(mb, point["last_uid"])
@@ -184,7 +184,7 @@ class OutcomeWatcher:
             if draft["delivered_sha256"] and mailbox.is_untouched(
                     mb, drafts_folder, draft["outgoing_message_id"], draft["delivered_sha256"]):
                 outcome = "discarded"
-            mailbox.select(mb, sent, readonly=True)
+            operations.select(mb, sent, readonly=True)
         with conn.transaction():
             changed = conn.execute(RECORD_SQL, {"id": draft["id"], "outcome": outcome, "similarity": score}).rowcount
             if changed:
@@ -192,7 +192,7 @@ class OutcomeWatcher:
         if changed and outcome == "discarded":
             removed = mailbox.remove_if_untouched(mb, mailbox.drafts_folder(mb, account.delivery.drafts_folder),
                                                   draft["outgoing_message_id"], draft["delivered_sha256"])
-            mailbox.select(mb, sent, readonly=True)
+            operations.select(mb, sent, readonly=True)
             log.info("draft %d: the person replied otherwise; the untouched draft was %s", draft["id"],
                      "removed from Drafts" if removed else "left in Drafts (no UIDPLUS)")
         elif changed:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from daemon.db.session import Database
 from daemon.delivery.tables import OUTCOMES
 from daemon.metrics import DRAFT_DELIVERIES, DRAFT_OUTCOMES
 
@@ -54,10 +53,9 @@ def render(counts: dict[str, object]) -> list[str]:
     return lines
 
 
-def refresh_metrics(db: Database) -> dict[str, object]:
+def refresh_metrics(session: Session) -> dict[str, object]:
     """Set the /metrics gauges from the database (called with the daemon's heartbeat)."""
-    with db.session() as session:
-        counts = delivery_counts(session)
+    counts = delivery_counts(session)
     for outcome in OUTCOMES:
         DRAFT_OUTCOMES.labels(outcome=outcome).set(int(str(counts[outcome])))
     for state in ("in_drafts", "sent_by_smtp", "waiting", "held"):

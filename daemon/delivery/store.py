@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-CHANNEL = "mailsense_drafts"
+from daemon.review.schema import CHANNEL  # what the drafts triggers announce on
+
 LOCK_NAMESPACE_SQL = "hashtext('mailsense.delivery')"
 
 CANDIDATE_SQL = """

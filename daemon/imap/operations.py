@@ -10,7 +10,6 @@ messages may share an ID (a list copy and the direct one): a search only nominat
 
 from __future__ import annotations
 
-import hashlib
 import imaplib
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from imap_tools import BaseMailBox
 from imap_tools.errors import MailboxFolderCreateError
 
 from daemon.imap import connection
+from daemon.mail.mime import content_hashes
 
 # Anything but printable ASCII and space: CR/LF (a folded Message-ID keeps them) would end the IMAP
 # command line early and make the rest a command of its own; non-ASCII needs a CHARSET.
@@ -58,18 +58,22 @@ def ensure_folder(mailbox: BaseMailBox, name: str) -> str:
     return name
 
 
-def junk_folder(mailbox: BaseMailBox, configured: str) -> str:
-    """The configured folder, else the one marked SPECIAL-USE \\Junk, else 'Junk' (created if missing)."""
+def role_folder(mailbox: BaseMailBox, configured: str, attribute: str, default: str) -> str:
+    """The configured folder, else the one marked SPECIAL-USE ``attribute``, else ``default`` (created if missing)."""
     if configured:
         return ensure_folder(mailbox, configured)
-    return special_use_folder(mailbox, "\\Junk") or ensure_folder(mailbox, "Junk")
+    return special_use_folder(mailbox, attribute) or ensure_folder(mailbox, default)
 
 
-def _select(mailbox: BaseMailBox, folder: str) -> int:
-    """SELECT read-write; return UIDVALIDITY."""
-    typ, _ = mailbox.client.select(connection.encode_folder(folder), readonly=False)
+def junk_folder(mailbox: BaseMailBox, configured: str) -> str:
+    return role_folder(mailbox, configured, "\\Junk", "Junk")
+
+
+def select(mailbox: BaseMailBox, folder: str, *, readonly: bool = False) -> int:
+    """SELECT (read-write) or EXAMINE (``readonly``) ``folder``; return its UIDVALIDITY."""
+    typ, _ = mailbox.client.select(connection.encode_folder(folder), readonly=readonly)
     if typ != "OK":
-        raise imaplib.IMAP4.error(f"SELECT {folder!r} failed")
+        raise imaplib.IMAP4.error(f"{'EXAMINE' if readonly else 'SELECT'} {folder!r} failed")
     values = mailbox.client.untagged_responses.get("UIDVALIDITY") or [b"0"]
     # typeshed allows (literal, bytes) items in untagged responses; UIDVALIDITY is a plain number
     return int(cast(bytes, values[-1]))
@@ -106,17 +110,9 @@ _MESSAGE_ID_FIELD = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
 
 
 def _holds(mailbox: BaseMailBox, uid: int, target: Target) -> bool:
-    """Does ``uid`` in the selected folder hold our bytes (and so our Message-ID too)?
-
-    IMAP sends CRLF line endings, so a row stored from bytes with bare LF (an import, a message
-    first received elsewhere) is the same message as the server's CRLF copy.
-    """
+    """Does ``uid`` in the selected folder hold our bytes (and so our Message-ID too)?"""
     raw = connection.fetch_raw(mailbox, [uid]).get(uid)
-    if raw is None:
-        return False
-    if hashlib.sha256(raw).hexdigest() == target.content_sha256:
-        return True
-    return b"\r\n" in raw and hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest() == target.content_sha256
+    return raw is not None and target.content_sha256 in content_hashes(raw)
 
 
 def _at_stored_uid(mailbox: BaseMailBox, target: Target) -> bool:
@@ -164,7 +160,7 @@ def locate(mailbox: BaseMailBox, target: Target) -> int | None:
     None also when the stored UID is stale and the Message-ID may not be searched for
     (``search_refusal`` says why): guessing is how the wrong message gets moved.
     """
-    uidvalidity = _select(mailbox, target.folder)
+    uidvalidity = select(mailbox, target.folder)
     if uidvalidity == target.uidvalidity and _at_stored_uid(mailbox, target):
         return target.uid
     return _find(mailbox, target)
@@ -174,7 +170,7 @@ def is_in_folder(mailbox: BaseMailBox, folder: str, target: Target) -> bool:
     """Is our message (same ID, same bytes) in ``folder``? Selects it; False when it cannot be searched."""
     if search_refusal(target.message_id) is not None or not mailbox.folder.exists(folder):
         return False
-    _select(mailbox, folder)
+    select(mailbox, folder)
     return _find(mailbox, target) is not None
 
 

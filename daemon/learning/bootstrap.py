@@ -34,7 +34,7 @@ from daemon.ingest.imap import internal_dates
 from daemon.ingest.store import Stored, ensure_account, store_message
 from daemon.learning import folders as mailbox_folders
 from daemon.learning.labels import newest_labels, record_label
-from daemon.mail.mime import content_sha256
+from daemon.mail.mime import content_hashes
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,13 @@ def learn_from_folders(
     report: Callable[[str], None],
     stop: threading.Event | None = None,
     start_point_wait: float = START_POINT_WAIT_SECONDS,
+    folder_map: mailbox_folders.FolderMap | None = None,
 ) -> Progress:
-    """Store and label the newest ``per_class`` messages of each class from ``specs``' folders."""
-    folder_map = mailbox_folders.read_folders(mailbox, account)
+    """Store and label the newest ``per_class`` messages of each class from ``specs``' folders.
+
+    ``folder_map`` is the mailbox's folder list when the caller has just read it (one LIST, not two).
+    """
+    folder_map = folder_map or mailbox_folders.read_folders(mailbox, account)
     missing = [s.folder for s in specs if s.folder not in folder_map.names]
     if missing:
         raise ValueError(f"no folder {', '.join(map(repr, missing))} in the mailbox of account {account.name} "
@@ -205,10 +209,7 @@ def _learn_batch(
 
 def _store(session: Session, account_id: int, raw: bytes, pipeline_takes_it: bool) -> tuple[bool, int] | None:
     """(newly stored?, message id); None for unknown mail that ingestion will process itself."""
-    shas = [content_sha256(raw)]
-    if b"\r\n" in raw:
-        shas.append(content_sha256(raw.replace(b"\r\n", b"\n")))
-    known = session.execute(KNOWN_SQL, {"account": account_id, "shas": shas}).scalar()
+    known = session.execute(KNOWN_SQL, {"account": account_id, "shas": content_hashes(raw)}).scalar()
     if known is not None:
         return False, int(known)
     if pipeline_takes_it:
@@ -233,7 +234,8 @@ def bootstrap_once(account: AccountSettings, db: Database, mailbox: BaseMailBox,
         folder_map = mailbox_folders.read_folders(mailbox, account)
         progress = learn_from_folders(db, mailbox, account, bootstrap_specs(folder_map, account),
                                       account.learning.bootstrap_per_class, SOURCE,
-                                      lambda line: log.info("%s: %s", what, line), stop)
+                                      lambda line: log.info("%s: %s", what, line), stop,
+                                      folder_map=folder_map)
     except BaseException:
         _release(db, account_id)  # a lost connection or an outage: the next connect starts it again
         raise

@@ -25,7 +25,6 @@ kept folder from an address the account wrote to. Implicit labels never overrule
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import Counter
@@ -46,6 +45,7 @@ from daemon.learning import folders as mailbox_folders
 from daemon.learning.folders import FolderMap, FolderStatus, Headers
 from daemon.learning.labels import newest_labels, record_label
 from daemon.learning.tracking import JUNK, OTHER, TRASH, LearningFolder
+from daemon.mail.mime import content_hashes
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,6 @@ def own_addresses(settings: Settings, account: AccountSettings) -> frozenset[str
     return frozenset(a.strip().lower() for a in own if a.strip())
 
 
-def content_matches(raw: bytes, stored_sha: str) -> bool:
-    """The server's bytes are the stored ones (IMAP sends CRLF; a row stored from LF bytes still matches)."""
-    if hashlib.sha256(raw).hexdigest() == stored_sha:
-        return True
-    return b"\r\n" in raw and hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest() == stored_sha
-
-
 @dataclass
 class _Previous:
     kind: str | None
@@ -198,8 +191,9 @@ class CorrectionTracker:
     def check(self, mailbox: BaseMailBox) -> Counter[str]:
         """Look at every folder once; return the labels recorded by source (also kept in ``self.labels``)."""
         before = self.labels.copy()
-        with self.db.session() as session, session.begin():
-            self.account_id = ensure_account(session, self.account.name).id
+        if self.account_id is None:  # once: the account row never goes away while the daemon runs
+            with self.db.session() as session, session.begin():
+                self.account_id = ensure_account(session, self.account.name).id
         folder_map = mailbox_folders.read_folders(mailbox, self.account)
         self._folders = folder_map
         watched = set(self.account.folders) | set(folder_map.junk_tree) | folder_map.sent
@@ -264,7 +258,7 @@ class CorrectionTracker:
 
     def _arrivals(self, mailbox: BaseMailBox, name: str, kind: str, status: FolderStatus, uid_next: int) -> int:
         """Handle UIDs from ``uid_next`` on; return the UIDNEXT to remember (below a lagging ingest)."""
-        uids = mailbox_folders.uids_from(mailbox, uid_next)
+        uids = connection.search_uids_above(mailbox, uid_next - 1)
         limit = self._ingest_limit(name, status.uidvalidity)
         remember = status.uid_next
         if limit is not None:
@@ -296,7 +290,7 @@ class CorrectionTracker:
         raw = connection.fetch_raw(mailbox, [uid]).get(uid)
         if raw is None:
             return None
-        return next((int(c.id) for c in candidates if content_matches(raw, c.content_sha256)), None)
+        return next((int(c.id) for c in candidates if c.content_sha256 in content_hashes(raw)), None)
 
     def _arrival(self, mailbox: BaseMailBox, name: str, kind: str, uidvalidity: int, uid: int,
                  headers: Headers) -> None:

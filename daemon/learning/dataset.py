@@ -83,11 +83,6 @@ def _example_of(message: Message, label: int) -> Example | None:
     return None
 
 
-def newest_label_id(session: Session) -> int | None:
-    value = session.execute(text("SELECT max(id) FROM spam_labels")).scalar()
-    return int(value) if value is not None else None
-
-
 def count_labels_after(session: Session, label_id: int | None) -> int:
     return int(session.execute(text("SELECT count(*) FROM spam_labels WHERE id > :id"),
                                {"id": label_id or 0}).scalar() or 0)

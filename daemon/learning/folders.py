@@ -21,7 +21,7 @@ from email.utils import getaddresses
 from imap_tools import BaseMailBox
 
 from daemon.config import AccountSettings
-from daemon.imap import connection
+from daemon.imap import connection, operations
 from daemon.learning.tracking import JUNK, OTHER, TRASH
 
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ|MESSAGES) (\d+)")
@@ -99,9 +99,7 @@ def folder_status(mailbox: BaseMailBox, folder: str) -> FolderStatus:
 
 def examine(mailbox: BaseMailBox, folder: str) -> None:
     """Select ``folder`` read-only: nothing learning does may change flags or expunge."""
-    typ, _ = mailbox.client.select(connection.encode_folder(folder), readonly=True)
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"EXAMINE {folder!r} failed")
+    operations.select(mailbox, folder, readonly=True)
 
 
 def search(mailbox: BaseMailBox, criteria: str) -> list[int]:
@@ -110,11 +108,6 @@ def search(mailbox: BaseMailBox, criteria: str) -> list[int]:
     if typ != "OK":
         raise imaplib.IMAP4.error(f"UID SEARCH {criteria} failed: {typ}")
     return sorted({int(u) for u in (data[0] or b"").split()})
-
-
-def uids_from(mailbox: BaseMailBox, first: int) -> list[int]:
-    """UIDs at or above ``first`` (``UID n:*`` also matches the highest message below n: filtered)."""
-    return [u for u in search(mailbox, f"UID {max(first, 1)}:*") if u >= first]
 
 
 def changed_flags(mailbox: BaseMailBox, since_modseq: int | None, first_uid: int) -> dict[int, set[str]]:

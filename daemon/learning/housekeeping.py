@@ -21,7 +21,7 @@ from sqlalchemy import text
 from daemon.config import Settings
 from daemon.db.session import Database
 from daemon.learning.jobs import HOUSEKEEPING_LOCK, JobResult, run_job
-from daemon.training.starter import models_dir
+from daemon.spam.artifacts import models_dir
 
 KEEP_RETIRED = 3
 """Retired versions whose files are kept whatever their age: the rollback targets."""

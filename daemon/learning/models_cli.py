@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -20,12 +19,6 @@ from daemon.db.session import Database
 from daemon.errors import CommandError
 from daemon.spam import artifacts, registry
 from daemon.spam.tables import ModelVersion
-
-
-def models_dir(settings: Settings) -> Path:
-    """``state_dir/models`` (as ``daemon.training.starter.models_dir``; not imported here: it loads torch,
-    and this module is imported for every ``mailsense`` command, before a SIGTERM handler exists)."""
-    return Path(settings.daemon.state_dir) / "models"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -148,7 +141,7 @@ def _activate(db: Database, settings: Settings, version_id: int) -> str:
         if row is None or row.kind != registry.KIND:
             raise CommandError(f"no spam model version {version_id}; `mailsense models list` shows them")
         try:
-            directory = registry.version_directory(session, row, models_dir(settings))
+            directory = registry.version_directory(session, row, artifacts.models_dir(settings))
         except (FileNotFoundError, artifacts.ArtifactError) as exc:
             raise CommandError(f"version {version_id} cannot be activated: {exc}") from None
         if not row.sha256:

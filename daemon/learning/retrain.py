@@ -43,7 +43,6 @@ from daemon.spam.text import TextSettings
 from daemon.spam.tokens import TokenSettings
 from daemon.training.data import Example, split_validation
 from daemon.training.recipe import TrainConfig, default_base_model
-from daemon.training.starter import models_dir
 from daemon.training.train import TrainResult, finish_version, train_model
 
 log = logging.getLogger(__name__)
@@ -148,7 +147,7 @@ def _refresh(settings: Settings, db: Database, corpora: Corpora, force: bool) ->
         if active is None:
             return skipped(TOKEN_REFRESH, "no active model to refresh: run `mailsense setup` first", plan.label_max_id)
         live_id = active.id
-        live_dir = registry.version_directory(session, active, models_dir(settings))
+        live_dir = registry.version_directory(session, active, artifacts.models_dir(settings))
     config = _config_of(live_dir, settings)
     text_settings = TextSettings.from_json(_read(live_dir / "text_settings.json")["transformer"])
     data = refresh_data(plan.base, [label.example for label in plan.train_labels], config.val_fraction,
@@ -175,7 +174,7 @@ def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) 
         return plan
     with db.session() as session:
         active = registry.active_version(session)
-        live_dir = registry.version_directory(session, active, models_dir(settings)) if active else None
+        live_dir = registry.version_directory(session, active, artifacts.models_dir(settings)) if active else None
     learning = settings.learning
     config = TrainConfig(epochs=learning.fine_tune_epochs, max_length=learning.fine_tune_max_length,
                          transformer_max_train=learning.fine_tune_max_messages or None,
@@ -224,7 +223,7 @@ def _register(settings: Settings, db: Database, result: TrainResult, gate: dict[
         checksum = artifacts.store_version(session, version_id, result.path)
         row = session.get(ModelVersion, version_id)
         assert row is not None
-        final = artifacts.cache_path(models_dir(settings), row)
+        final = artifacts.cache_path(artifacts.models_dir(settings), row)
         if not (final / "version.json").exists():
             os.replace(result.path, final)
         row.path = str(final.resolve())
@@ -254,7 +253,7 @@ def _config_of(directory: Path, settings: Settings) -> TrainConfig:
 
 
 def _work_dir(settings: Settings) -> Path:
-    root = models_dir(settings)
+    root = artifacts.models_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".work-", dir=root))
 

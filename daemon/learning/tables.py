@@ -16,8 +16,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from daemon.db.base import Base
 
-OUTCOMES = ("running", "ok", "skipped", "failed", "promoted", "rejected")
-
 
 class JobRun(Base):
     __tablename__ = "job_runs"

@@ -197,6 +197,18 @@ def content_sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def content_hashes(raw: bytes) -> list[str]:
+    """The hashes under which these bytes may be stored: as they are, and with CRLF turned into LF.
+
+    IMAP sends CRLF line endings, so a row stored from bytes with bare LF (an import, a message
+    first received elsewhere) is the same message as the server's CRLF copy.
+    """
+    hashes = [content_sha256(raw)]
+    if b"\r\n" in raw:
+        hashes.append(content_sha256(raw.replace(b"\r\n", b"\n")))
+    return hashes
+
+
 def quick_message_id(raw: bytes) -> str | None:
     """Message-ID from the header block only: used at insert time, before full parsing."""
     try:

@@ -20,12 +20,21 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from daemon.spam.tables import ModelArtifact, ModelBlob, ModelBlobChunk, ModelVersion
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+
+
+def models_dir(settings: Settings) -> Path:
+    """``state_dir/models``: where model versions trained here, or taken from Postgres, are kept."""
+    return Path(settings.daemon.state_dir) / "models"
 
 CHUNK_BYTES = 8 * 1024 * 1024
 

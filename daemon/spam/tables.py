@@ -67,8 +67,6 @@ class ModelVersion(Base):
     """When it last became active: ``mailsense models rollback`` returns to the version active before."""
 
 
-VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
-
 
 class ModelBlob(Base):
     """One file of a model version, stored once by content (a refreshed version shares its transformer)."""

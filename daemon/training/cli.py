@@ -29,6 +29,7 @@ EXIT_HAM, EXIT_SPAM, EXIT_ERROR = 0, 1, 2
 def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     """``--model``, else ``spam.model_dir``, else the active version in the database."""
     from daemon.spam import registry
+    from daemon.spam.artifacts import models_dir
     from daemon.spam.model import SpamModel
 
     options: LoadOptions = {"quantize": settings.spam.int8, "threads": settings.spam.threads or None,
@@ -40,7 +41,7 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
     try:
         with db.session() as session:
             loaded = registry.load_configured(session, settings.spam.model_dir,
-                                              Path(settings.daemon.state_dir) / "models", **options)
+                                              models_dir(settings), **options)
     finally:
         db.dispose()
     if loaded is None:
@@ -50,6 +51,7 @@ def _load_model(args: argparse.Namespace, settings: Settings) -> SpamModel:
 
 def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
     from daemon.spam import registry
+    from daemon.spam.artifacts import models_dir
     from daemon.training.data import DataError, load_database, load_path
     from daemon.training.train import TrainConfig, train_model
 
@@ -60,7 +62,7 @@ def cmd_train_spam(args: argparse.Namespace, settings: Settings) -> int:
         cv_jobs=args.cv_jobs,
     )
     out = Path(args.out) if args.out else (
-        Path(settings.daemon.state_dir) / "models" / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
+        models_dir(settings) / datetime.now(UTC).strftime("spam-%Y%m%d-%H%M%S"))
     db = Database.open(settings, writable=True)
     try:
         if args.data == "db":

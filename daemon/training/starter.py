@@ -30,7 +30,7 @@ from daemon.cpu import available_cores
 from daemon.db.locks import advisory_lock
 from daemon.db.session import Database
 from daemon.spam import registry
-from daemon.spam.artifacts import ArtifactError, store_version
+from daemon.spam.artifacts import ArtifactError, models_dir, store_version
 from daemon.spam.tables import ModelVersion
 from daemon.training.data import load_path
 from daemon.training.train import TrainConfig, TrainResult, train_model
@@ -51,10 +51,6 @@ def starter_config() -> TrainConfig:
     """
     return TrainConfig(epochs=1, max_length=128, transformer_max_train=800,
                        threads=max(1, available_cores() - 1), sender_reputation=False)
-
-
-def models_dir(settings: Settings) -> Path:
-    return Path(settings.daemon.state_dir) / "models"
 
 
 def ensure_starter_model(settings: Settings, db: Database,

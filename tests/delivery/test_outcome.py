@@ -79,7 +79,8 @@ def test_replies_in_sent_record_what_the_person_did(db, dovecot, imap_password) 
     assert watcher.check(conn, settings.accounts[0]) == 0  # read once: the checkpoint moved on
     conn.close()
 
-    counts = stats.refresh_metrics(db)  # what `mailsense status` and /metrics show
+    with db.session() as session:
+        counts = stats.refresh_metrics(session)  # what `mailsense status` and /metrics show
     assert counts["sent_as_drafted"] == counts["sent_after_edits"] == counts["discarded"] == 1
     assert counts["accepted_rate"] == 0.25 and counts["edited_rate"] == 0.5
     assert REGISTRY.get_sample_value("mailsense_draft_outcomes", {"outcome": "replied_without_draft"}) == 1
