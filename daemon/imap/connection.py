@@ -30,7 +30,7 @@ _FETCH_UID = re.compile(rb"[( ]UID (\d+)(?=[ )])")
 _QUOTED = re.compile(rb'"(?:[^"\\]|\\.)*"')
 # A section sent as a quoted string or NIL instead of a literal: legal, and rare.
 _QUOTED_SECTION = re.compile(rb'BODY\[[^\]]*\](?:<\d+>)? (?:"((?:[^"\\]|\\.)*)"|NIL)')
-_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|HIGHESTMODSEQ) (\d+)")
+_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ) (\d+)")
 
 # What a dropped, refused or timed-out connection looks like from imaplib and imap-tools.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -212,16 +212,24 @@ def _warn_once(mailbox: BaseMailBox, uid: int) -> None:
                 "messages are fetched one at a time (logged once per server)", server, uid)
 
 
-def folder_status(mailbox: BaseMailBox, folder: str) -> tuple[int, int | None]:
-    """(UIDVALIDITY, HIGHESTMODSEQ or None) of ``folder``; HIGHESTMODSEQ only with CONDSTORE."""
-    items = "(UIDVALIDITY HIGHESTMODSEQ)" if has_capability(mailbox, "CONDSTORE") else "(UIDVALIDITY)"
+@dataclass(frozen=True)
+class FolderStatus:
+    """One STATUS: enough to tell whether anything happened in a folder since the last look."""
+
+    uidvalidity: int
+    uid_next: int
+    highest_modseq: int | None  # only with CONDSTORE
+
+
+def folder_status(mailbox: BaseMailBox, folder: str) -> FolderStatus:
+    items = "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)" if has_capability(mailbox, "CONDSTORE") else "(UIDVALIDITY UIDNEXT)"
     typ, data = mailbox.client.status(encode_folder(folder), items)
-    if typ != "OK" or not data or not data[0]:
+    if typ != "OK" or not data or not isinstance(data[0], bytes):
         raise imaplib.IMAP4.error(f"STATUS failed for folder {folder!r}: {typ}")
     values = {k.decode(): int(v) for k, v in _STATUS_ITEM.findall(data[0])}
-    if "UIDVALIDITY" not in values:
-        raise imaplib.IMAP4.error(f"STATUS of {folder!r} has no UIDVALIDITY")
-    return values["UIDVALIDITY"], values.get("HIGHESTMODSEQ")
+    if "UIDVALIDITY" not in values or "UIDNEXT" not in values:
+        raise imaplib.IMAP4.error(f"STATUS of {folder!r} has no UIDVALIDITY or UIDNEXT")
+    return FolderStatus(values["UIDVALIDITY"], values["UIDNEXT"], values.get("HIGHESTMODSEQ"))
 
 
 def quote(value: str) -> str:

@@ -492,4 +492,5 @@ class FolderWatcher:
             return store_imap_message(session, folder, uidvalidity, uid, raw, FIRST_STAGE, insert_unknown)
 
     def _folder_status(self, mailbox: BaseMailBox) -> tuple[int, int | None]:
-        return connection.folder_status(mailbox, self.folder_name)
+        status = connection.folder_status(mailbox, self.folder_name)
+        return status.uidvalidity, status.highest_modseq

@@ -163,7 +163,7 @@ def _newest(mailbox: BaseMailBox, specs: list[FolderSpec], limit: int) -> list[t
     """(folder, UIDVALIDITY, UID) of the ``limit`` newest messages in ``specs``' folders, newest first."""
     dated: list[tuple[datetime, str, int, int]] = []
     for spec in specs:
-        status = mailbox_folders.folder_status(mailbox, spec.folder)
+        status = connection.folder_status(mailbox, spec.folder)
         mailbox_folders.examine(mailbox, spec.folder)
         uids = mailbox_folders.search(mailbox, spec.criteria)[-limit:]
         for uid, when in internal_dates(mailbox, uids).items():

@@ -39,10 +39,11 @@ from daemon.config import AccountSettings, Settings
 from daemon.db.session import Database
 from daemon.errors import describe_error
 from daemon.imap import connection
+from daemon.imap.connection import FolderStatus
 from daemon.ingest.backoff import Backoff, OutageLog
 from daemon.ingest.store import ensure_account
 from daemon.learning import folders as mailbox_folders
-from daemon.learning.folders import FolderMap, FolderStatus, Headers
+from daemon.learning.folders import FolderMap, Headers
 from daemon.learning.labels import newest_labels, record_label
 from daemon.learning.tracking import JUNK, OTHER, TRASH, LearningFolder
 from daemon.mail.mime import content_hashes
@@ -211,7 +212,7 @@ class CorrectionTracker:
         return recorded
 
     def _check_folder(self, mailbox: BaseMailBox, folder_map: FolderMap, name: str) -> None:
-        status = mailbox_folders.folder_status(mailbox, name)
+        status = connection.folder_status(mailbox, name)
         assert self.account_id is not None
         with self.db.session() as session:
             state = session.get(LearningFolder, (self.account_id, name))

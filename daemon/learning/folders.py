@@ -24,7 +24,6 @@ from daemon.config import AccountSettings
 from daemon.imap import connection, operations
 from daemon.learning.tracking import JUNK, OTHER, TRASH
 
-_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ|MESSAGES) (\d+)")
 _FETCH_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 _FETCH_UID = re.compile(rb"UID (\d+)")
 HEADER_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM TO CC IN-REPLY-TO REFERENCES)]"
@@ -75,26 +74,6 @@ def read_folders(mailbox: BaseMailBox, account: AccountSettings) -> FolderMap:
     sent = set(special("\\sent")) | ({"Sent"} & set(names))
     delimiter = next((i.delim for i in infos if i.delim), "/")
     return FolderMap(names, junk, trash, frozenset(drafts), frozenset(sent), delimiter)
-
-
-@dataclass(frozen=True)
-class FolderStatus:
-    uidvalidity: int
-    uid_next: int
-    messages: int
-    highest_modseq: int | None
-
-
-def folder_status(mailbox: BaseMailBox, folder: str) -> FolderStatus:
-    """One STATUS: enough to tell whether anything happened in a folder since the last look."""
-    condstore = connection.has_capability(mailbox, "CONDSTORE")
-    items = "(UIDVALIDITY UIDNEXT MESSAGES" + (" HIGHESTMODSEQ)" if condstore else ")")
-    typ, data = mailbox.client.status(connection.encode_folder(folder), items)
-    if typ != "OK" or not data or not isinstance(data[0], bytes):
-        raise imaplib.IMAP4.error(f"STATUS failed for folder {folder!r}: {typ}")
-    values = {k.decode(): int(v) for k, v in _STATUS_ITEM.findall(data[0])}
-    return FolderStatus(values["UIDVALIDITY"], values["UIDNEXT"], values.get("MESSAGES", 0),
-                        values.get("HIGHESTMODSEQ"))
 
 
 def examine(mailbox: BaseMailBox, folder: str) -> None:
