@@ -60,21 +60,23 @@ sys.path.insert(0, str(REPO / "bench"))
 from learning_stream import (  # noqa: E402
     Correction,
     available,
+    left_in_junk,
     person_corrections,
     person_replies,
     rates,
-    recall_at_fpr,
     verdict,
     windows,
 )
 
 from daemon.config.learning_schedule import LearningSettings  # noqa: E402
 from daemon.learning.dataset import Label, balance_by_time, balance_problem  # noqa: E402
-from daemon.learning.gate import GateMargins, decide, operating_point, split_by_time  # noqa: E402
+from daemon.learning.gate import GateMargins, judge, split_by_time  # noqa: E402
+from daemon.learning.labels import SELF_SOURCES  # noqa: E402
 from daemon.learning.retrain import refresh_data  # noqa: E402
 from daemon.spam.model import Ensemble, SpamModel, Thresholds, sigmoid  # noqa: E402
 from daemon.spam.tokens import TokenModel  # noqa: E402
 from daemon.training.data import Example, RawExample, iter_raw, parse_examples  # noqa: E402
+from daemon.training.evaluation import recall_at_fpr  # noqa: E402
 from daemon.training.train import TrainConfig, choose_thresholds, fit_ensemble, train_model  # noqa: E402
 
 log = logging.getLogger("learning_sim")
@@ -252,15 +254,20 @@ def _round(d: dict[str, float]) -> dict[str, float]:
 def gate(live: Version, candidate: Version, names: list[str], labels: list[int], scorer: Scorer,
          margins: GateMargins) -> tuple[bool, dict[str, Any]]:
     """Both versions at their own thresholds on the same held-out set, judged by the product's gate."""
-    points = [operating_point(labels, scorer.scores(v, names).tolist(), v.thresholds.spam, v.thresholds.target_fpr)
-              for v in (live, candidate)]
-    decision = decide(points[0], points[1], margins)
-    return decision.promote, {
+    verdict_of = judge(labels, scorer.scores(candidate, names).tolist(), candidate.thresholds.spam,
+                       scorer.scores(live, names).tolist(), live.thresholds.spam, candidate.thresholds.target_fpr,
+                       margins)
+    live_point, point, decision = verdict_of.live, verdict_of.candidate, verdict_of.decision
+    assert live_point is not None
+    record = {
         "live_version": live.id, "candidate_version": candidate.id,
-        "fpr_live": round(points[0].fpr, 5), "fpr_candidate": round(points[1].fpr, 5),
-        "recall_live": round(points[0].recall, 5), "recall_candidate": round(points[1].recall, 5),
-        "gate_ham": points[1].n_ham, "gate_spam": points[1].n_spam, "reason": decision.reason,
+        "fpr_live": round(live_point.fpr, 5), "fpr_candidate": round(point.fpr, 5),
+        "recall_live": round(live_point.recall, 5), "recall_candidate": round(point.recall, 5),
+        "gate_ham": point.n_ham, "gate_spam": point.n_spam, "reason": decision.reason,
     }
+    if decision.recall_candidate_at_live_fpr is not None:
+        record["recall_candidate_at_live_fpr"] = round(decision.recall_candidate_at_live_fpr, 5)
+    return decision.promote, record
 
 
 def simulate(args: argparse.Namespace) -> dict[str, Any]:
@@ -273,17 +280,49 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = initial_model(corpus, config, work / ("first-version-quick" if args.quick else "first-version"))
     model = SpamModel.load(model_dir, threads=args.threads)
     scorer = Scorer(model, corpus, model_dir.with_name(model_dir.name + "-logits.npz"))
-    live = Version(0, model.tokens, model.ensemble, model.thresholds, 0)
-    log.info("first version: spam threshold %.4f, unsure %.4f", live.thresholds.spam, live.thresholds.unsure)
+    first_version = Version(0, model.tokens, model.ensemble, model.thresholds, 0)
+    log.info("first version: spam threshold %.4f, unsure %.4f", first_version.thresholds.spam,
+             first_version.thresholds.unsure)
+    seeds = [int(x) for x in args.stream_seeds.split(",")] if args.stream_seeds else [args.seed]
+    runs = [replay(args, corpus, scorer, first_version, config, seed, work) for seed in seeds]
+    result = runs[0]
+    if len(runs) > 1:
+        result["repeats"] = [{"stream_seed": r["stream_seed"], "baseline": r["baseline"], "final": r["final"],
+                              "bogofilter_final": r["bogofilter_final"],
+                              "recall_at_fpr_limit_last_window": r["verdict"]["recall_at_fpr_limit_last_window"],
+                              "recall_at_fpr_limit_last_2_windows": r["verdict"]["recall_at_fpr_limit_last_2_windows"],
+                              "promotions": len(r["promotions"]), "rejections": len(r["rejections"])}
+                             for r in runs]
+        result["repeats_mean"] = repeats_mean(result["repeats"])
+    result["settings"]["minutes"] = round((time.monotonic() - started) / 60, 1)
+    return result
+
+
+def repeats_mean(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several replays (other stream orders and people), averaged: one replay is noisy."""
+    def mean(get: Any) -> float:
+        return round(float(sum(get(r) for r in repeats)) / len(repeats), 5)
+    out: dict[str, Any] = {"replays": len(repeats)}
+    for key in ("recall_at_fpr_limit_last_window", "recall_at_fpr_limit_last_2_windows"):
+        out[key] = {system: mean(lambda r, k=key, s=system: r[k][s]) for system in ("mailsense", "bogofilter")}
+    for key in ("final", "bogofilter_final", "baseline"):
+        out[key] = {m: mean(lambda r, k=key, m=m: r[k][m]) for m in ("fpr", "recall")}
+    return out
+
+
+def replay(args: argparse.Namespace, corpus: Corpus, scorer: Scorer, first_version: Version, config: TrainConfig,
+           seed: int, work: Path) -> dict[str, Any]:
+    """One replay of the 2003 stream in the order ``seed`` gives, with a person whose choices ``seed`` draws."""
+    live = first_version
     guard = LearningSettings(min_per_class=args.min_per_class, max_class_ratio=args.max_class_ratio)
     margins = GateMargins(fpr=args.gate_fpr_margin, recall=args.gate_recall_margin)
 
     bogo = Bogofilter(work / ("bogofilter-quick" if args.quick else "bogofilter-full"), corpus.raw)
     bogo.learn([e.name for e in corpus.base if e.label], [e.name for e in corpus.base if not e.label])
 
-    stream_windows = windows(len(corpus.stream), args.windows, args.seed)
-    rng = random.Random(args.seed + 1)
-    reply_rng = random.Random(args.seed + 2)
+    stream_windows = windows(len(corpus.stream), args.windows, seed)
+    rng = random.Random(seed + 1)
+    reply_rng = random.Random(seed + 2)
     reply_share = {"easy-ham-2": args.reply_easy, "hard-ham-1": args.reply_hard}
     corrections: list[Correction] = []
     learned = 0
@@ -318,6 +357,8 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {
             "window": w + 1, "messages": len(names), "fpr": round(ours["fpr"], 5), "recall": round(ours["recall"], 5),
             "bogofilter_fpr": round(theirs["fpr"], 5), "bogofilter_recall": round(theirs["recall"], 5),
+            "recall_at_fpr_limit": round(recall_at_fpr(labels, scores.tolist(), MAX_FPR), 5),
+            "bogofilter_recall_at_fpr_limit": round(recall_at_fpr(labels, b_scores, MAX_FPR), 5),
             "labels_so_far": learned, "labels_trained": live.corrections_used,
             "labels_by_source": dict(Counter(f"{c.source}:{'spam' if c.label else 'ham'}"
                                              for c in available(corrections, w - 1))), "active_version": live.id,
@@ -329,8 +370,12 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         previous_scores, last_scores = last_scores, {"labels": labels, "mailsense": scores.tolist(),
                                                      "bogofilter": b_scores}
 
-        corrections += person_corrections(indices, labels, flagged, w, args.fn_share, args.fp_share, args.delay,
-                                          rng, first_order=len(corrections))
+        noticed = person_corrections(indices, labels, flagged, w, args.fn_share, args.fp_share, args.delay, rng,
+                                     first_order=len(corrections))
+        corrections += noticed
+        if args.junk_delay:
+            rescued = {c.index for c in noticed if c.label == 0}
+            corrections += left_in_junk(indices, flagged, rescued, w, args.junk_delay, first_order=len(corrections))
         corrections += person_replies(indices, labels, flagged, [n.split("/", 1)[0] for n in names], reply_share, w,
                                       args.reply_delay, reply_rng, first_order=len(corrections))
         usable = available(corrections, w)
@@ -349,8 +394,11 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             log.info("after window %d: token refresh skipped: %s", w + 1, problem)
             continue
         job_started = time.monotonic()
-        split = split_by_time(usable, lambda c: c.when, args.held_out_fraction)
-        train, left_out = balance_by_time(split.train, lambda c: c.label, lambda c: c.when, args.max_class_ratio)
+        split = split_by_time([c for c in usable if c.source not in SELF_SOURCES], lambda c: c.when,
+                              args.held_out_fraction)
+        own = [c for c in usable if c.source in SELF_SOURCES]  # train only: never judge the gate
+        train, left_out = balance_by_time(split.train + own, lambda c: c.label, lambda c: c.when,
+                                          args.max_class_ratio)
         candidate = refresh(next_id, corpus.base, [corpus.stream[c.index] for c in train], scorer, config,
                             args.correction_weight, args.calibration_fraction)
         next_id += 1
@@ -393,6 +441,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             "gate_margins": {"fpr": margins.fpr, "recall": margins.recall},
             "correction_weight": args.correction_weight, "calibration_fraction": args.calibration_fraction,
             "reply_share": reply_share, "reply_delay_windows": args.reply_delay,
+            "left_in_junk_delay_windows": args.junk_delay,
             "labels_by_source": dict(Counter(f"{c.source}:{'spam' if c.label else 'ham'}" for c in corrections)),
             "min_per_class": args.min_per_class,
             "max_class_ratio": args.max_class_ratio, "fine_tune_sample": config.transformer_max_train,
@@ -402,10 +451,10 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
             "fixed_eval_messages": len(corpus.fixed), "final_version_on_fixed_eval": _round(on_fixed),
             "stream_by_group": dict(Counter(e.name.split("/", 1)[0] for e in corpus.stream)),
             "errors_by_group": {system: dict(counts) for system, counts in errors.items()},
-            "minutes": round((time.monotonic() - started) / 60, 1),
         },
         "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/learning_sim.py", *sys.argv[1:]]), "seed": args.seed,
+        "stream_seed": seed,
     }
 
 
@@ -431,8 +480,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     rows = result["windows"]
     x = [r["window"] for r in rows]
-    fig, (ax_fpr, ax_rec) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
-    for ax, key, title in ((ax_fpr, "fpr", "ham flagged as spam (FPR, %)"), (ax_rec, "recall", "spam recall (%)")):
+    fig, (ax_fpr, ax_rec, ax_rank) = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for ax, key, title in ((ax_fpr, "fpr", "ham flagged as spam\n(FPR, %)"), (ax_rec, "recall", "spam recall (%)"),
+                           (ax_rank, "recall_at_fpr_limit", f"spam recall at FPR <= {100 * MAX_FPR:g} %\n"
+                                                            "(threshold chosen on the window)")):
         ax.plot(x, [100 * r[key] for r in rows], "o-", label="Mailsense (active version)")
         ax.plot(x, [100 * r[f"bogofilter_{key}"] for r in rows], "s--", label="bogofilter (unsure = spam)")
         for p in result["promotions"]:
@@ -443,7 +494,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax_fpr.axhline(100 * MAX_FPR, color="grey", lw=0.8, ls="--")
     ax_fpr.legend(loc="upper right", fontsize=8)
-    ax_rec.set_xlabel("window of 2003 mail (green: promotion after it, red dotted: rejection)")
+    ax_rank.set_xlabel("window of 2003 mail (green: promotion after it, red dotted: rejection)")
     fig.suptitle("Learning from corrections and replies: 2002 model on 2003 mail, same labels for both", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -460,6 +511,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scratch folder; the first version and its transformer logits are cached here")
     p.add_argument("--quick", action="store_true", help="a small stratified subset, for development")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--stream-seeds", default="",
+                   help="comma-separated seeds of stream orders (and the person's choices) to replay; the first is "
+                        "reported in full, all are summarised in 'repeats'; empty = --seed only")
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--delay", type=int, default=1, help="windows between a wrong verdict and its correction")
     p.add_argument("--fn-share", type=float, default=0.5, help="share of missed spam the person junks")
@@ -469,6 +523,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reply-hard", type=float, default=0.1,
                    help="share of the hard ham in the inbox the person answers")
     p.add_argument("--reply-delay", type=int, default=1, help="windows between a reply and its implicit label")
+    p.add_argument("--junk-delay", type=int, default=2,
+                   help="windows after which a spam verdict not moved out of Junk is an implicit spam label "
+                        "(left_in_junk; [accounts.learning] junk_grace_days); 0 = off")
     p.add_argument("--calibration-fraction", type=float, default=0.3,
                    help="share of the trained-on labels that choose the thresholds ([learning] calibration_fraction)")
     p.add_argument("--held-out-fraction", type=float, default=0.2,

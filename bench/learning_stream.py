@@ -1,7 +1,7 @@
 """The pure parts of the learning-loop simulation (bench/learning_sim.py): no models, no files.
 
 Kept apart so the unit tests (tests/learning/test_learning_stream.py) can check them without
-torch or bogofilter:
+torch or bogofilter (recall at a fixed FPR is the product's ``training.evaluation.recall_at_fpr``):
 
 * the stream: the 2003 groups shuffled with a fixed seed and cut into equal windows, as the TREC
   spam track replays a mailbox in order;
@@ -33,7 +33,8 @@ class Correction:
     available_at: int
     order: int
     source: str = "user_move"
-    """As the product records it: ``user_move`` (moved into or out of Junk), ``replied_thread`` (implicit ham)."""
+    """As the product records it: ``user_move`` (moved into or out of Junk), ``replied_thread`` (implicit ham),
+    ``left_in_junk`` (filed to Junk and not rescued: implicit spam, never shown to the gate)."""
 
     @property
     def when(self) -> tuple[int, int]:
@@ -89,6 +90,23 @@ def person_replies(indices: Sequence[int], labels: Sequence[int], flagged: Seque
     return out
 
 
+def left_in_junk(indices: Sequence[int], flagged: Sequence[int], rescued: set[int], window: int, delay: int,
+                 first_order: int) -> list[Correction]:
+    """Spam verdicts of one window the person left in Junk: implicit spam labels (``left_in_junk``).
+
+    As the product records them: a message filed to Junk that was not moved out within the grace
+    period is spam evidence. ``rescued`` holds the indices the person moved out (their ham
+    corrections); a false positive they never noticed becomes a wrong spam label, as it would in a
+    real mailbox.
+    """
+    out: list[Correction] = []
+    for index, spam_verdict in zip(indices, flagged, strict=True):
+        if spam_verdict and index not in rescued:
+            out.append(Correction(index=index, label=1, seen_in=window, available_at=window + delay,
+                                  order=first_order + len(out), source="left_in_junk"))
+    return out
+
+
 def available(corrections: Sequence[Correction], after_window: int) -> list[Correction]:
     """Corrections the scheduler can use once ``after_window`` is over, oldest first."""
     return sorted((c for c in corrections if c.available_at <= after_window), key=lambda c: c.order)
@@ -99,19 +117,6 @@ def rates(labels: Sequence[int], flagged: Sequence[int]) -> dict[str, float]:
     ham = [f for y, f in zip(labels, flagged, strict=True) if y == 0]
     spam = [f for y, f in zip(labels, flagged, strict=True) if y == 1]
     return {"fpr": sum(ham) / len(ham) if ham else 0.0, "recall": sum(spam) / len(spam) if spam else 0.0}
-
-
-def recall_at_fpr(labels: Sequence[int], scores: Sequence[float], max_fpr: float) -> float:
-    """Spam recall at the lowest threshold whose FPR is at most ``max_fpr`` (an oracle threshold)."""
-    ham = sorted((s for s, y in zip(scores, labels, strict=True) if y == 0), reverse=True)
-    spam = [s for s, y in zip(scores, labels, strict=True) if y == 1]
-    if not spam:
-        return 0.0
-    allowed = int(max_fpr * len(ham) + 1e-9)
-    if allowed >= len(ham):
-        return 1.0
-    boundary = ham[allowed]  # every spam scoring strictly above the (allowed+1)-th highest ham is caught
-    return sum(1 for s in spam if s > boundary) / len(spam)
 
 
 def _compare(ours: float, theirs: float, level_points: float) -> tuple[str, float]:

@@ -40,6 +40,11 @@ class AccountLearningSettings(Section):
     rescan_seconds: float = Field(
         60.0, gt=0, description="how often the mailbox is checked for corrections (seconds)"
     )
+    junk_grace_days: float = Field(
+        3.0, ge=0.0, le=365.0,
+        description="spam filed to Junk that nobody moved out within this many days becomes a spam label "
+        "(left_in_junk), as `sa-learn --spam Junk` would; deleting it from Junk confirms it (days; 0 = off)",
+    )
     implicit_labels: bool = Field(
         True,
         description="a message in a thread the account replied to is ham; mail from an address the account "

@@ -35,11 +35,10 @@ import psycopg
 
 from daemon.config import AccountSettings
 from daemon.delivery import mailbox
-from daemon.delivery.reply import message_ids
 from daemon.errors import describe_error
 from daemon.imap import connection, operations
 from daemon.ingest.backoff import OutageLog
-from daemon.mail.mime import parse_message
+from daemon.mail.mime import message_ids, parse_message
 
 log = logging.getLogger(__name__)
 

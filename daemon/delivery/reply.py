@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -23,9 +22,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 
-from daemon.mail.mime import ParsedMessage
+from daemon.mail.mime import ParsedMessage, message_ids
 
-_MSGID = re.compile(r"<[^<>\s\"]+@[^<>\s\"]+>")
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*(?:\[\d+\])?\s*:\s*", re.IGNORECASE)
 MAX_REFERENCES = 20  # the first and the latest ones matter to threading; very long chains get trimmed
 
@@ -64,16 +62,6 @@ def reply_subject(subject: str) -> str:
     while (match := _REPLY_PREFIX.match(rest)) is not None:
         rest = rest[match.end():]
     return f"Re: {rest}" if rest else "Re:"
-
-
-def message_ids(values: Iterable[str | None]) -> list[str]:
-    """Every ``<id@domain>`` token in ``values``, in order, duplicates dropped."""
-    seen: list[str] = []
-    for value in values:
-        for token in _MSGID.findall(value or ""):
-            if token not in seen:
-                seen.append(token)
-    return seen
 
 
 def references_for(original: ParsedMessage) -> list[str]:

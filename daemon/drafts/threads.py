@@ -12,14 +12,13 @@ older one in ``References``/``In-Reply-To`` (clients truncate long ``References`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+from daemon.mail.mime import message_ids
 
 
 @dataclass(frozen=True)
@@ -33,20 +32,15 @@ class Thread:
 def thread_of(message_id: str | None, headers: Mapping[str, Sequence[str]] | None) -> Thread:
     """The thread from the parsed headers (keys lower-case, as the parse stage stores them)."""
     headers = headers or {}
-    references = _ids(headers.get("references", ()))
-    for found in _ids(headers.get("in-reply-to", ())):
+    references = message_ids(headers.get("references", ()))
+    for found in message_ids(headers.get("in-reply-to", ())):
         if found not in references:
             references.append(found)
-    own = _ids([message_id or ""])
+    own = message_ids([message_id or ""])
     key = references[0] if references else (own[0] if own else None)
     return Thread(key, tuple(references))
 
 
-def _ids(values: Sequence[str]) -> list[str]:
-    found: list[str] = []
-    for value in values:
-        found.extend(m for m in _MESSAGE_ID.findall(value) if m not in found)
-    return found
 
 
 # The older message must be older: requeueing an old message never supersedes a newer draft.

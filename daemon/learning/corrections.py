@@ -20,7 +20,9 @@ confirmed by the content hash of the bytes (two messages may share an ID). Then 
 ``$Junk``/``$NotJunk`` set by a mail client are labels too (``client_keyword``), except the ones our
 filing set. Implicit ham: a message the account replied to (a message From one of its own
 addresses whose In-Reply-To/References name it, or ``\\Answered``), and, weighted lower, mail in a
-kept folder from an address the account wrote to. Implicit labels never overrule a person's.
+kept folder from an address the account wrote to. Implicit labels never overrule a person's. Spam
+our filing moved to Junk that nobody moved out within ``junk_grace_days`` is implicit spam
+(``daemon/learning/left_in_junk.py``), recorded at the end of each complete look.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from daemon.ingest.store import ensure_account
 from daemon.learning import folders as mailbox_folders
 from daemon.learning.folders import FolderMap, Headers
 from daemon.learning.labels import newest_labels, record_label
+from daemon.learning.left_in_junk import SOURCE as LEFT_IN_JUNK
+from daemon.learning.left_in_junk import record_left_in_junk
 from daemon.learning.tracking import JUNK, OTHER, TRASH, LearningFolder
 from daemon.mail.mime import content_hashes
 
@@ -206,6 +210,8 @@ class CorrectionTracker:
             if not self.account.learning.all_folders and name not in watched and folder_map.kind(name) != TRASH:
                 continue
             self._check_folder(mailbox, folder_map, name)
+        if not self.stop.is_set():  # a complete look: every rescue out of Junk so far is recorded
+            self._left_in_junk()
         recorded = self.labels - before
         if recorded:
             log.info("%s: recorded %s", self.what, ", ".join(f"{n} {s}" for s, n in sorted(recorded.items())))
@@ -400,6 +406,13 @@ class CorrectionTracker:
             return
         if message not in newest_labels(session, [message]):
             self._label(session, message, "ham", "wrote_to_sender", "from an address the account wrote to", weight)
+
+    def _left_in_junk(self) -> None:
+        assert self.account_id is not None
+        with self.db.session() as session, session.begin():
+            labelled = record_left_in_junk(session, self.account_id, self.account.learning.junk_grace_days)
+        if labelled:
+            self.labels[LEFT_IN_JUNK] += len(labelled)
 
     def _label(self, session: Session, message: int, label: str, source: str, detail: str,
                weight: float = 1.0) -> None:

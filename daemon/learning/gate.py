@@ -5,6 +5,13 @@ operating point a daemon would really run at). False positives cost more than mi
 the candidate must not misfile a larger share of ham than the live model (beyond a tiny,
 configured margin, 0 by default) and must not catch less spam beyond a configured margin.
 
+A candidate that misfiles *less* ham usually catches a little less spam at its own threshold: its
+threshold was chosen for the target FPR, the live one overshoots it. Comparing the two operating
+points would keep the live model, and its false positives, forever. So recall is then compared at
+equal false positives: the candidate is promoted when, with its threshold moved to the live
+model's FPR on the held-out set, it catches at least the live model's spam (within the margin).
+Its ranking is at least as good, and it runs at the lower FPR.
+
 The held-out set is a fixed evaluation corpus plus the newest share of the person's
 corrections by time (:func:`split_by_time`); those newest corrections are never trained on in
 that run, so the gate asks exactly the question that matters: does the candidate do better on
@@ -84,18 +91,22 @@ class GateDecision:
     fpr_candidate: float
     recall_live: float | None
     recall_candidate: float
+    recall_candidate_at_live_fpr: float | None = None
+    """With a lower FPR than live: the candidate's recall with its threshold moved to live's FPR."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def decide(live: OperatingPoint | None, candidate: OperatingPoint,
-           margins: GateMargins | None = None) -> GateDecision:
+def decide(live: OperatingPoint | None, candidate: OperatingPoint, margins: GateMargins | None = None,
+           candidate_recall_at_live_fpr: float | None = None) -> GateDecision:
     """Promote ``candidate`` only if its FPR and recall are no worse than ``live``'s beyond ``margins``.
 
     Both points must come from the same held-out set. Without a live model (nothing active yet)
     the candidate is promoted. A held-out set without ham or without spam cannot show either
-    figure, so nothing is promoted on it.
+    figure, so nothing is promoted on it. A candidate with a lower FPR and lower recall is
+    promoted when ``candidate_recall_at_live_fpr`` (its recall at live's FPR, see :func:`judge`)
+    is within the recall margin of live's recall.
     """
     margins = margins or GateMargins()
     if candidate.n_ham == 0 or candidate.n_spam == 0:
@@ -112,13 +123,44 @@ def decide(live: OperatingPoint | None, candidate: OperatingPoint,
     if candidate.fpr > live.fpr + margins.fpr + eps:
         reason = f"rejected: higher false-positive rate ({figures}; margin {margins.fpr:g})"
         promote = False
-    elif candidate.recall < live.recall - margins.recall - eps:
-        reason = f"rejected: lower spam recall ({figures}; margin {margins.recall:g})"
-        promote = False
-    else:
+    elif candidate.recall >= live.recall - margins.recall - eps:
         reason = f"promoted: not worse ({figures})"
         promote = True
-    return GateDecision(promote, reason, live.fpr, candidate.fpr, live.recall, candidate.recall)
+    elif (candidate.fpr < live.fpr - eps and candidate_recall_at_live_fpr is not None
+          and candidate_recall_at_live_fpr >= live.recall - margins.recall - eps):
+        reason = (f"promoted: fewer false positives ({figures}); at the live model's FPR it would catch "
+                  f"{candidate_recall_at_live_fpr:.4f} of the spam")
+        promote = True
+    else:
+        at_live = ("" if candidate_recall_at_live_fpr is None or candidate.fpr >= live.fpr - eps
+                   else f", {candidate_recall_at_live_fpr:.4f} at the live model's FPR")
+        reason = f"rejected: lower spam recall ({figures}{at_live}; margin {margins.recall:g})"
+        promote = False
+    return GateDecision(promote, reason, live.fpr, candidate.fpr, live.recall, candidate.recall,
+                        candidate_recall_at_live_fpr if candidate.fpr < live.fpr - eps else None)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    live: OperatingPoint | None
+    candidate: OperatingPoint
+    decision: GateDecision
+
+
+def judge(labels: Sequence[int], candidate_scores: Sequence[float], candidate_threshold: float,
+          live_scores: Sequence[float] | None, live_threshold: float | None, target_fpr: float = 0.001,
+          margins: GateMargins | None = None) -> Judgement:
+    """Both versions' operating points on one held-out set, and the gate's decision on them.
+
+    The scheduler's jobs and the learning-loop benchmark both call this, so the benchmark
+    measures the rule the product applies.
+    """
+    candidate = operating_point(labels, candidate_scores, candidate_threshold, target_fpr)
+    if live_scores is None or live_threshold is None:
+        return Judgement(None, candidate, decide(None, candidate, margins))
+    live = operating_point(labels, live_scores, live_threshold, target_fpr)
+    at_live = evaluation.recall_at_fpr(labels, candidate_scores, live.fpr) if candidate.n_spam else None
+    return Judgement(live, candidate, decide(live, candidate, margins, at_live))
 
 
 @dataclass(frozen=True)

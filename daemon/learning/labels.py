@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 
 LABELS = ("spam", "ham")
 # The sources a label may name; `mailsense status` counts by them.
-SOURCES = ("user_move", "client_keyword", "replied_thread", "wrote_to_sender", "bootstrap", "cli", "review",
-           "import")
+SOURCES = ("user_move", "client_keyword", "replied_thread", "wrote_to_sender", "left_in_junk", "bootstrap", "cli",
+           "review", "import")
 # A person said so explicitly; implicit sources never overrule one of these.
 EXPLICIT_SOURCES = frozenset({"user_move", "client_keyword", "cli", "review"})
+# Made from the model's own verdict (Junk the person left alone): they train, but never judge a model
+# at the promotion gate, where the version that filed them would look right by construction.
+SELF_SOURCES = frozenset({"left_in_junk"})
 
 INSERT_SQL = text(
     """

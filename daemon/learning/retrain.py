@@ -1,7 +1,8 @@
 """The two retraining jobs: a cheap token-statistics refresh and a full fine-tune, both gated.
 
 Both learn from the base corpus plus the mailbox's labels, hold out the newest share of the
-labels (by time) for the promotion gate together with the fixed evaluation corpus, and end with
+person's labels (by time; labels made from our own verdicts, ``labels.SELF_SOURCES``, always
+train) for the promotion gate together with the fixed evaluation corpus, and end with
 a new model version that is either promoted (active at once; running daemons switch to it
 within ``spam.reload_seconds``) or kept as ``rejected`` with its figures. Each new version's
 files are stored in Postgres (``daemon/spam/artifacts.py``) so every daemon can load it.
@@ -31,13 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Settings
+from daemon.config.learning_schedule import LearningSettings
 from daemon.db.session import Database
 from daemon.learning import dataset
 from daemon.learning.dataset import Corpora, Label
-from daemon.learning.gate import GateDecision, GateMargins, OperatingPoint, decide, operating_point, split_by_time
+from daemon.learning.gate import GateDecision, GateMargins, judge, split_by_time
 from daemon.learning.jobs import RETRAIN_LOCK, JobResult, last_trained_label_id, run_job, skipped
+from daemon.learning.labels import SELF_SOURCES
 from daemon.spam import artifacts, registry
-from daemon.spam.model import SpamModel
+from daemon.spam.model import SpamModel, Thresholds
 from daemon.spam.tables import ModelVersion
 from daemon.spam.text import TextSettings
 from daemon.spam.tokens import TokenSettings
@@ -101,8 +104,11 @@ def _plan(settings: Settings, db: Database, job: str, corpora: Corpora, force: b
     problem = dataset.balance_problem(labels, learning)
     if problem and not force:
         return skipped(job, problem, label_max_id)
-    split = split_by_time(labels, lambda label: (label.created_at, label.id), learning.held_out_fraction)
-    train, left_out = dataset.balance_by_time(split.train, lambda label: label.label,
+    # Labels made from our own verdicts (Junk left alone) always train; only the person's judge the gate.
+    split = split_by_time([label for label in labels if label.source not in SELF_SOURCES],
+                          lambda label: (label.created_at, label.id), learning.held_out_fraction)
+    own = [label for label in labels if label.source in SELF_SOURCES]
+    train, left_out = dataset.balance_by_time(split.train + own, lambda label: label.label,
                                               lambda label: (label.created_at, label.id), learning.max_class_ratio)
     used = dataset.describe_labels(train, split.held_out) | corpora.describe()
     if left_out:
@@ -148,24 +154,36 @@ def _refresh(settings: Settings, db: Database, corpora: Corpora, force: bool) ->
             return skipped(TOKEN_REFRESH, "no active model to refresh: run `mailsense setup` first", plan.label_max_id)
         live_id = active.id
         live_dir = registry.version_directory(session, active, artifacts.models_dir(settings))
-    config = _config_of(live_dir, settings)
-    text_settings = TextSettings.from_json(_read(live_dir / "text_settings.json")["transformer"])
-    data = refresh_data(plan.base, [label.example for label in plan.train_labels], config.val_fraction,
-                        config.seed, settings.learning.correction_weight, settings.learning.calibration_fraction)
     work = _work_dir(settings)
     try:
-        out = work / "model"
-        out.mkdir()
-        shutil.copytree(live_dir / "transformer", out / "transformer", copy_function=_link_or_copy)
-        _, metrics, thresholds = finish_version(
-            out, data.train, data.calibration, config, text_settings, config.base_model or default_base_model(),
-            {"refreshed_from": live_id, "transformer": "kept from the live version"}, _say)
-        result = TrainResult(path=out, metrics=metrics, thresholds=thresholds,
-                             text_settings=_read(out / "text_settings.json"),
-                             base_model=str(config.base_model or default_base_model()), seconds=0.0)
+        result = refit_tokens(live_dir, work / "model", plan.base, [label.example for label in plan.train_labels],
+                              settings.learning, {"refreshed_from": live_id})
         return _gate_and_register(settings, db, TOKEN_REFRESH, plan, result, live_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def refit_tokens(live_dir: Path, out: Path, base: list[Example], labelled: list[Example],
+                 learning: LearningSettings, info: dict[str, Any] | None = None) -> TrainResult:
+    """A token-refresh candidate in ``out`` (created): the live transformer, everything else refitted.
+
+    The transformer's files are hard-linked from ``live_dir``; the token statistics, the
+    combination weights and the thresholds are fitted on :func:`refresh_data`'s split of
+    ``base`` and ``labelled``. The scheduled job and ``bench/support_unsure.py`` build their
+    versions with this one function.
+    """
+    config = _config_of(live_dir, learning)
+    text_settings = TextSettings.from_json(_read(live_dir / "text_settings.json")["transformer"])
+    data = refresh_data(base, labelled, config.val_fraction, config.seed, learning.correction_weight,
+                        learning.calibration_fraction)
+    out.mkdir()
+    shutil.copytree(live_dir / "transformer", out / "transformer", copy_function=_link_or_copy)
+    base_model = config.base_model or default_base_model()
+    _, metrics, thresholds = finish_version(
+        out, data.train, data.calibration, config, text_settings, base_model,
+        (info or {}) | {"transformer": "kept from the live version"}, _say)
+    return TrainResult(path=out, metrics=metrics, thresholds=thresholds,
+                       text_settings=_read(out / "text_settings.json"), base_model=str(base_model), seconds=0.0)
 
 
 def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) -> JobResult:
@@ -188,12 +206,11 @@ def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def score_point(directory: Path, held_out: list[Example], threads: int | None) -> OperatingPoint:
-    """The operating point of the version in ``directory`` on ``held_out``, at its own spam threshold."""
+def scored(directory: Path, held_out: list[Example], threads: int | None) -> tuple[list[float], Thresholds]:
+    """The scores of the version in ``directory`` on ``held_out``, and its thresholds."""
     model = SpamModel.load(directory, threads=threads)
     scores = [float(s) for s in model.scores([e.message for e in held_out])] if held_out else []
-    return operating_point([e.label for e in held_out], scores, model.thresholds.spam,
-                           model.thresholds.target_fpr)
+    return scores, model.thresholds
 
 
 def _gate_and_register(settings: Settings, db: Database, job: str, plan: Plan, result: TrainResult,
@@ -201,9 +218,12 @@ def _gate_and_register(settings: Settings, db: Database, job: str, plan: Plan, r
     learning = settings.learning
     threads = learning.threads or None
     held_out = plan.held_out
-    candidate = score_point(result.path, held_out, threads)
-    live = score_point(live_dir, held_out, threads) if live_dir is not None else None
-    decision = decide(live, candidate, GateMargins(fpr=learning.gate_fpr_margin, recall=learning.gate_recall_margin))
+    candidate_scores, thresholds = scored(result.path, held_out, threads)
+    live_scores, live_thresholds = scored(live_dir, held_out, threads) if live_dir is not None else (None, None)
+    judgement = judge([e.label for e in held_out], candidate_scores, thresholds.spam, live_scores,
+                      live_thresholds.spam if live_thresholds else None, thresholds.target_fpr,
+                      GateMargins(fpr=learning.gate_fpr_margin, recall=learning.gate_recall_margin))
+    decision, candidate, live = judgement.decision, judgement.candidate, judgement.live
     gate = {"decision": decision.to_json(), "candidate": candidate.to_json(),
             "live": live.to_json() if live else None,
             "held_out": {"n": len(held_out), "evaluation_corpus": len(plan.evaluation),
@@ -237,7 +257,7 @@ def _register(settings: Settings, db: Database, result: TrainResult, gate: dict[
     return version_id
 
 
-def _config_of(directory: Path, settings: Settings) -> TrainConfig:
+def _config_of(directory: Path, learning: LearningSettings) -> TrainConfig:
     """The recipe the live version was made with (token settings, target FPR...), threads from ``[learning]``."""
     info = _read(directory / "version.json")
     stored = dict(info.get("config") or {})
@@ -247,7 +267,7 @@ def _config_of(directory: Path, settings: Settings) -> TrainConfig:
         config.base_model = Path(stored["base_model"])
     if "token_settings" in info:
         config.token_settings = TokenSettings.from_json(info["token_settings"])
-    config.threads = settings.learning.threads or None
+    config.threads = learning.threads or None
     config.progress = False
     return config
 

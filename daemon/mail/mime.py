@@ -22,6 +22,7 @@ import email.utils
 import functools
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -219,6 +220,23 @@ def quick_message_id(raw: bytes) -> str | None:
     if not value:
         return None
     return _safe_str(value).strip()[:998] or None  # no NUL: PostgreSQL text cannot hold one
+
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+def message_ids(values: Iterable[str | None]) -> list[str]:
+    """Every ``<...>`` Message-ID token in ``values`` (References, In-Reply-To...), in order, once each.
+
+    Lenient on purpose: an ID without ``@`` still names a message its sender's client will
+    recognise, so threads and replies keep it.
+    """
+    seen: list[str] = []
+    for value in values:
+        for token in _MESSAGE_ID.findall(value or ""):
+            if token not in seen:
+                seen.append(token)
+    return seen
 
 
 def _safe_str(value: object) -> str:

@@ -161,3 +161,44 @@ def test_spam_filed_before_the_tracker_first_looked_and_moved_back_is_ham(
     client.move("Junk", mid, "INBOX")
     assert harness.look() == {"user_move": 1}
     assert harness.labels() == [(mid, "ham", "user_move", "moved from Junk to INBOX")]
+
+
+def age_filings(harness: Harness, days: float) -> None:
+    """Move the filing stage's recorded times back, as if ``days`` had passed since it filed."""
+    with harness.db.session() as s, s.begin():
+        s.execute(text("UPDATE mail_actions SET done_at = done_at - make_interval(secs => :s)"),
+                  {"s": days * 86400})
+
+
+def test_spam_left_in_junk_past_the_grace_period_is_learned_as_spam_and_rescued_spam_is_not(
+        harness_factory, dovecot, mailbox_user, client):
+    harness = harness_factory(junk_grace_days=3)
+    dovecot.create_folder(mailbox_user, "Trash")
+    left, rescued, deleted = (deliver(dovecot, mailbox_user, s) for s in ("cheap meds", "invoice 42", "win big"))
+    assert harness.look() == {}
+    for mid in (left, rescued, deleted):
+        file_as(harness, mid, "spam")
+    assert len(dovecot.uids(mailbox_user, "Junk")) == 3
+    assert harness.look() == {}  # within the grace period nothing is learned from Junk
+    client.move("Junk", rescued, "INBOX")
+    client.move("Junk", deleted, "Trash")
+    age_filings(harness, 2.9)
+    assert harness.look() == {"user_move": 1}  # only the rescue, still inside the grace period
+    age_filings(harness, 0.2)
+    assert harness.look() == {"left_in_junk": 2}
+    by_message = {mid: (label, source) for mid, label, source, _ in harness.labels()}
+    assert by_message == {rescued: ("ham", "user_move"), left: ("spam", "left_in_junk"),
+                          deleted: ("spam", "left_in_junk")}
+    with harness.db.session() as s:
+        weights = s.execute(text("SELECT DISTINCT weight FROM spam_labels WHERE source = 'left_in_junk'")).scalars()
+        assert list(weights) == [0.5]
+    assert harness.look() == {}  # nothing twice
+
+
+def test_junk_grace_days_zero_learns_nothing_from_junk(harness_factory, dovecot, mailbox_user):
+    harness = harness_factory(junk_grace_days=0)
+    mid = deliver(dovecot, mailbox_user, "cheap meds")
+    harness.look()
+    file_as(harness, mid, "spam")
+    age_filings(harness, 30)
+    assert harness.look() == {} and harness.labels() == []

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.learning.gate import GateMargins, OperatingPoint, decide, operating_point, split_by_time
+from daemon.learning.gate import GateMargins, OperatingPoint, decide, judge, operating_point, split_by_time
 
 LABELS = [0] * 10 + [1] * 10
 
@@ -87,3 +87,39 @@ def test_split_by_time_with_few_labels_trains_on_all_of_them() -> None:
     assert split.train == [1, 2, 3, 4] and split.held_out == []
     with pytest.raises(ValueError):
         split_by_time([1], lambda x: x, fraction=1.0)
+
+
+def test_fewer_false_positives_with_lower_recall_is_promoted_when_it_ranks_as_well_at_the_live_fpr() -> None:
+    labels = [0] * 10 + [1] * 10
+    # Live overshoots its FPR target: one ham misfiled, 8 of 10 spam caught at its threshold 0.5.
+    live = [0.1] * 9 + [0.6] + [0.9] * 8 + [0.2] * 2
+    # The candidate ranks that ham lower and chose a stricter threshold (0.85): FPR 0, recall 0.6;
+    # moved to live's FPR (one ham allowed) it would catch 9 of 10.
+    candidate = [0.1] * 9 + [0.8] + [0.95] * 6 + [0.82] * 3 + [0.1]
+    judgement = judge(labels, candidate, 0.85, live, 0.5)
+    decision = judgement.decision
+    assert decision.promote, decision.reason
+    assert (decision.fpr_live, decision.fpr_candidate) == (pytest.approx(0.1), 0.0)
+    assert (decision.recall_live, decision.recall_candidate) == (0.8, 0.6)
+    assert decision.recall_candidate_at_live_fpr == pytest.approx(0.9)
+    assert "fewer false positives" in decision.reason
+
+
+def test_fewer_false_positives_but_a_worse_ranking_is_rejected() -> None:
+    labels = [0] * 10 + [1] * 10
+    live = [0.1] * 9 + [0.6] + [0.9] * 8 + [0.2] * 2
+    # FPR 0 only by catching little: at live's FPR it still catches 5 of 10, below live's 8.
+    candidate = [0.1] * 8 + [0.5, 0.8] + [0.95] * 5 + [0.3] * 5
+    decision = judge(labels, candidate, 0.85, live, 0.5).decision
+    assert not decision.promote
+    assert decision.recall_candidate_at_live_fpr == pytest.approx(0.5)
+    assert "lower spam recall" in decision.reason and "at the live model's FPR" in decision.reason
+
+
+def test_a_higher_fpr_is_never_rescued_by_the_ranking() -> None:
+    labels = [0] * 10 + [1] * 10
+    live = [0.1] * 10 + [0.9] * 5 + [0.2] * 5
+    candidate = [0.1] * 9 + [0.9] + [0.95] * 10
+    decision = judge(labels, candidate, 0.5, live, 0.5).decision
+    assert not decision.promote and "false-positive" in decision.reason
+    assert decision.recall_candidate_at_live_fpr is None

@@ -12,14 +12,15 @@ import pytest
 from bench.learning_stream import (
     Correction,
     available,
+    left_in_junk,
     person_corrections,
     person_replies,
     rates,
-    recall_at_fpr,
     verdict,
     windows,
 )
 from daemon.learning.gate import split_by_time
+from daemon.training.evaluation import recall_at_fpr
 
 
 def test_windows_cover_every_message_once_in_a_seeded_order() -> None:
@@ -97,3 +98,11 @@ def test_the_person_answers_only_inbox_ham_with_the_share_of_its_group() -> None
     easy = sum(groups[r.index] == "easy" for r in replies) / 500  # 500 inbox ham per group
     hard = sum(groups[r.index] == "hard" for r in replies) / 500
     assert 0.25 < easy < 0.35 and 0.06 < hard < 0.14
+
+
+def test_spam_verdicts_not_rescued_are_left_in_junk_spam_labels_even_when_wrong() -> None:
+    indices, flagged = [20, 21, 22, 23], [1, 1, 0, 1]
+    labels = left_in_junk(indices, flagged, rescued={21}, window=4, delay=2, first_order=9)
+    assert [(c.index, c.label, c.source, c.seen_in, c.available_at, c.order) for c in labels] == [
+        (20, 1, "left_in_junk", 4, 6, 9), (23, 1, "left_in_junk", 4, 6, 10)]
+    # 23 may be ham the person never noticed in Junk: it becomes a wrong spam label, as in a real mailbox

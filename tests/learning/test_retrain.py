@@ -148,3 +148,24 @@ def test_many_more_ham_labels_than_spam_train_on_the_newest_ham_instead_of_skipp
     train = used["train"]
     assert train["spam"] >= 4 and train["ham"] == int(1.5 * train["spam"])
     assert used["left_out_for_balance"] == 30 - train["n"]  # 40 labels, the newest quarter held out
+
+
+def test_labels_from_junk_left_alone_train_but_never_judge_the_gate(
+        tiny_model: Path, db: Database, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    activate(db, tiny_model)
+    add_labelled(db, 24, seed=9)
+    later = add_labelled(db, 20, seed=10, minutes_from=100)
+    with db.session() as s, s.begin():  # the newest labels of all: spam the filing left in Junk
+        for i, (message_id, y) in enumerate(later):
+            if y:
+                label(s, message_id, True, "left_in_junk", START + timedelta(minutes=200 + i))
+    result = refresh_token_statistics(settings, db)
+    assert result.outcome in ("promoted", "rejected"), result.detail
+    with db.session() as s:
+        version = s.get(ModelVersion, result.version_id)
+        used, gate = version.labels_used, version.gate
+    assert "left_in_junk" not in used["held_out"]["by_source"]
+    assert used["train"]["by_source"]["left_in_junk"] == {"spam": 10, "ham": 0}
+    assert gate["held_out"]["labels"] == 8  # a quarter of the person's 34 labels, none of the 10 self-made
+    assert used["train"]["n"] == 26 + 10
