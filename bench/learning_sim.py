@@ -35,6 +35,7 @@ to the log. Needs ``apt-get install -y bogofilter`` and matplotlib (the ``bench`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -143,37 +144,47 @@ class Version:
     ensemble: Ensemble
     thresholds: Thresholds
     corrections_used: int
+    transformer: int = 0
+    """Whose transformer it runs: 0 = the first version's, else the fine-tuned version of that id."""
 
 
 class Scorer:
-    """Scores any message of the replay with a version; the transformer's logits are computed once.
+    """Scores any message of the replay with a version; each transformer's logits are computed once.
 
-    The transformer is the first version's throughout (the cheap job keeps it), so its logits for
-    every message are computed once and cached beside the model; token-model texts are built once.
+    A token refresh keeps the live transformer, so the logits of every message are computed once
+    per transformer (the first version's, and each fine-tuned one's) and cached beside it;
+    token-model texts are built once.
     """
 
     def __init__(self, model: SpamModel, corpus: Corpus, cache: Path) -> None:
-        examples = list({e.name: e for e in (*corpus.base, *corpus.fixed, *corpus.stream)}.values())
-        self.token_text = {e.name: model.texts([e.message])[1][0] for e in examples}
-        names = [e.name for e in examples]
-        self.row = {name: i for i, name in enumerate(names)}
+        self.examples = list({e.name: e for e in (*corpus.base, *corpus.fixed, *corpus.stream)}.values())
+        self.token_text = {e.name: model.texts([e.message])[1][0] for e in self.examples}
+        self.row = {e.name: i for i, e in enumerate(self.examples)}
+        self.t_logits: dict[int, np.ndarray] = {}
+        self.add(0, model, cache)
+
+    def add(self, transformer: int, model: SpamModel, cache: Path) -> None:
+        """The logits of ``model``'s transformer for every message, read from ``cache`` or computed there."""
+        names = [e.name for e in self.examples]
         if cache.exists():
             with np.load(cache, allow_pickle=False) as stored:
                 if stored["names"].tolist() == names:
-                    self.t_logits = stored["logits"]
+                    self.t_logits[transformer] = stored["logits"]
                     log.info("transformer logits of %d messages read from %s", len(names), cache)
                     return
         started = time.monotonic()
-        self.t_logits = model.transformer.logits(model.texts([e.message for e in examples])[0], batch_size=32)
-        np.savez_compressed(cache, names=np.asarray(names), logits=self.t_logits)
+        logits = model.transformer.logits(model.texts([e.message for e in self.examples])[0], batch_size=32)
+        np.savez_compressed(cache, names=np.asarray(names), logits=logits)
+        self.t_logits[transformer] = logits
         log.info("transformer logits for %d messages in %.0f s", len(names), time.monotonic() - started)
 
-    def parts(self, tokens: TokenModel, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, tokens: TokenModel, names: Sequence[str], transformer: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The transformer's and the token model's logits of these messages."""
-        return self.t_logits[[self.row[n] for n in names]], tokens.logits([self.token_text[n] for n in names])
+        return (self.t_logits[transformer][[self.row[n] for n in names]],
+                tokens.logits([self.token_text[n] for n in names]))
 
     def scores(self, version: Version, names: Sequence[str]) -> np.ndarray:
-        t, k = self.parts(version.tokens, names)
+        t, k = self.parts(version.tokens, names, version.transformer)
         return sigmoid(version.ensemble.logit(t, k))
 
 
@@ -188,8 +199,8 @@ def initial_model(corpus: Corpus, config: TrainConfig, cache: Path) -> Path:
     return cache
 
 
-def refresh(version_id: int, base: list[Example], labelled: list[Example], scorer: Scorer, config: TrainConfig,
-            correction_weight: int, calibration_fraction: float) -> Version:
+def refresh(version_id: int, live: Version, base: list[Example], labelled: list[Example], scorer: Scorer,
+            config: TrainConfig, correction_weight: int, calibration_fraction: float) -> Version:
     """The cheap job as ``daemon/learning/retrain.py`` runs it on the live transformer.
 
     The data split is the product's own function (``refresh_data``): the base corpus's training
@@ -204,11 +215,26 @@ def refresh(version_id: int, base: list[Example], labelled: list[Example], score
     tokens = TokenModel.fit([scorer.token_text[e.name] for e in data.train], [e.label for e in data.train],
                             config.token_settings)
     val_labels = [e.label for e in val]
-    t_val, k_val = scorer.parts(tokens, [e.name for e in val])
+    t_val, k_val = scorer.parts(tokens, [e.name for e in val], live.transformer)
     ensemble = fit_ensemble(t_val, k_val, val_labels)
     thresholds = choose_thresholds(val_labels, sigmoid(ensemble.logit(t_val, k_val)), config.target_fpr,
                                    config.unsure_fpr)
-    return Version(version_id, tokens, ensemble, thresholds, len(labelled))
+    return Version(version_id, tokens, ensemble, thresholds, len(labelled), live.transformer)
+
+
+def fine_tuned(version_id: int, base: list[Example], labelled: list[Example], scorer: Scorer, config: TrainConfig,
+               cache: Path) -> Version:
+    """The scheduled fine-tune as ``daemon/learning/retrain.py`` runs it: ``train_model`` on base + labels.
+
+    The whole version (transformer, token statistics, weights, thresholds) is the product's; its
+    directory and its transformer's logits are cached under ``cache`` for a re-run of the same replay.
+    """
+    if not (cache / "thresholds.json").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        train_model(base + labelled, cache, config, on_step=lambda msg: log.debug("fine-tune: %s", msg))
+    model = SpamModel.load(cache, threads=config.threads)
+    scorer.add(version_id, model, cache.with_name(cache.name + "-logits.npz"))
+    return Version(version_id, model.tokens, model.ensemble, model.thresholds, len(labelled), version_id)
 
 
 # --- bogofilter ---------------------------------------------------------------------------
@@ -285,6 +311,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
              first_version.thresholds.unsure)
     seeds = [int(x) for x in args.stream_seeds.split(",")] if args.stream_seeds else [args.seed]
     runs = [replay(args, corpus, scorer, first_version, config, seed, work) for seed in seeds]
+    shutil.rmtree(work / f"bogofilter-{os.getpid()}", ignore_errors=True)
     result = runs[0]
     if len(runs) > 1:
         result["repeats"] = [{"stream_seed": r["stream_seed"], "baseline": r["baseline"], "final": r["final"],
@@ -317,7 +344,7 @@ def replay(args: argparse.Namespace, corpus: Corpus, scorer: Scorer, first_versi
     guard = LearningSettings(min_per_class=args.min_per_class, max_class_ratio=args.max_class_ratio)
     margins = GateMargins(fpr=args.gate_fpr_margin, recall=args.gate_recall_margin)
 
-    bogo = Bogofilter(work / ("bogofilter-quick" if args.quick else "bogofilter-full"), corpus.raw)
+    bogo = Bogofilter(work / f"bogofilter-{os.getpid()}", corpus.raw)
     bogo.learn([e.name for e in corpus.base if e.label], [e.name for e in corpus.base if not e.label])
 
     stream_windows = windows(len(corpus.stream), args.windows, seed)
@@ -327,6 +354,7 @@ def replay(args: argparse.Namespace, corpus: Corpus, scorer: Scorer, first_versi
     corrections: list[Correction] = []
     learned = 0
     next_id = 1
+    tuned_at = 0  # labels available at the last fine-tune
     window_rows: list[dict[str, Any]] = []
     promotions: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
@@ -399,23 +427,37 @@ def replay(args: argparse.Namespace, corpus: Corpus, scorer: Scorer, first_versi
         own = [c for c in usable if c.source in SELF_SOURCES]  # train only: never judge the gate
         train, left_out = balance_by_time(split.train + own, lambda c: c.label, lambda c: c.when,
                                           args.max_class_ratio)
-        candidate = refresh(next_id, corpus.base, [corpus.stream[c.index] for c in train], scorer, config,
-                            args.correction_weight, args.calibration_fraction)
-        next_id += 1
-        promote, record = gate(live, candidate, fixed_names + [corpus.stream[c.index].name for c in split.held_out],
-                               fixed_labels + [c.label for c in split.held_out], scorer, margins)
-        record.update(after_window=w + 1, corrections_trained=len(train), left_out_for_balance=left_out,
-                      corrections_in_gate=len(split.held_out),
-                      gate_ham_labels=sum(1 - c.label for c in split.held_out),
-                      seconds=round(time.monotonic() - job_started, 1))
-        (promotions if promote else rejections).append(record)
-        row["job_after"] = f"v{candidate.id} {'promoted' if promote else 'rejected'}"
-        log.info("after window %d: token refresh on %d labels (%d older left out for balance, +%d held for the "
-                 "gate) in %.0f s: %s", w + 1, len(train), left_out, len(split.held_out), record["seconds"],
-                 record["reason"])
-        if promote:
-            replaced = (live, record)
-            live = candidate
+        labelled = [corpus.stream[c.index] for c in train]
+        gate_names = fixed_names + [corpus.stream[c.index].name for c in split.held_out]
+        gate_labels = fixed_labels + [c.label for c in split.held_out]
+        jobs = ["token_refresh"]
+        if args.fine_tune_after and len(usable) - tuned_at >= args.fine_tune_after:
+            jobs.append("fine_tune")  # the product's [learning] fine_tune_after_labels trigger
+            tuned_at = len(usable)
+        outcomes: list[str] = []
+        for job in jobs:
+            if job == "token_refresh":
+                candidate = refresh(next_id, live, corpus.base, labelled, scorer, config, args.correction_weight,
+                                    args.calibration_fraction)
+            else:
+                digest = hashlib.sha256("\n".join(sorted(e.name for e in labelled)).encode()).hexdigest()[:12]
+                candidate = fine_tuned(next_id, corpus.base, labelled, scorer, config, work / f"fine-tuned-{digest}")
+            next_id += 1
+            promote, record = gate(live, candidate, gate_names, gate_labels, scorer, margins)
+            record.update(job=job, after_window=w + 1, corrections_trained=len(train), left_out_for_balance=left_out,
+                          corrections_in_gate=len(split.held_out),
+                          gate_ham_labels=sum(1 - c.label for c in split.held_out),
+                          seconds=round(time.monotonic() - job_started, 1))
+            (promotions if promote else rejections).append(record)
+            outcomes.append(f"{job} v{candidate.id} {'promoted' if promote else 'rejected'}")
+            log.info("after window %d: %s on %d labels (%d older left out for balance, +%d held for the gate) in "
+                     "%.0f s: %s", w + 1, job.replace("_", " "), len(train), left_out, len(split.held_out),
+                     record["seconds"], record["reason"])
+            if promote:
+                replaced = (live, record)
+                live = candidate
+            job_started = time.monotonic()
+        row["job_after"] = "; ".join(outcomes)
 
     first, last = window_rows[0], window_rows[-1]
     final = {"fpr": last["fpr"], "recall": last["recall"]}
@@ -441,7 +483,7 @@ def replay(args: argparse.Namespace, corpus: Corpus, scorer: Scorer, first_versi
             "gate_margins": {"fpr": margins.fpr, "recall": margins.recall},
             "correction_weight": args.correction_weight, "calibration_fraction": args.calibration_fraction,
             "reply_share": reply_share, "reply_delay_windows": args.reply_delay,
-            "left_in_junk_delay_windows": args.junk_delay,
+            "left_in_junk_delay_windows": args.junk_delay, "fine_tune_after_labels": args.fine_tune_after,
             "labels_by_source": dict(Counter(f"{c.source}:{'spam' if c.label else 'ham'}" for c in corrections)),
             "min_per_class": args.min_per_class,
             "max_class_ratio": args.max_class_ratio, "fine_tune_sample": config.transformer_max_train,
@@ -536,7 +578,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-per-class", type=int, default=5,
                    help="[learning] min_per_class (the product's default 100 assumes a day-one bootstrap)")
     p.add_argument("--max-class-ratio", type=float, default=10.0, help="[learning] max_class_ratio")
-    p.add_argument("--fine-tune-sample", type=int, default=800, help="messages in the first version's fine-tune")
+    p.add_argument("--fine-tune-sample", type=int, default=800,
+                   help="messages each fine-tune trains its transformer on ([learning] fine_tune_max_messages)")
+    p.add_argument("--fine-tune-after", type=int, default=500,
+                   help="fine-tune once this many labels arrived since the last ([learning] fine_tune_after_labels; "
+                        "the nightly cron is not replayed); 0 = token refreshes only")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on 2 shared cores)")
     p.add_argument("--level-points", type=float, default=2.0, help="recall shortfall that still counts as level")
     return p.parse_args(argv)

@@ -193,10 +193,7 @@ def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) 
     with db.session() as session:
         active = registry.active_version(session)
         live_dir = registry.version_directory(session, active, artifacts.models_dir(settings)) if active else None
-    learning = settings.learning
-    config = TrainConfig(epochs=learning.fine_tune_epochs, max_length=learning.fine_tune_max_length,
-                         transformer_max_train=learning.fine_tune_max_messages or None,
-                         threads=learning.threads or None, progress=False)
+    config = _fine_tune_config(live_dir, settings.learning)
     work = _work_dir(settings)
     try:
         result = train_model(plan.base + [label.example for label in plan.train_labels], work / "model", config,
@@ -204,6 +201,25 @@ def _fine_tune(settings: Settings, db: Database, corpora: Corpora, force: bool) 
         return _gate_and_register(settings, db, FINE_TUNE, plan, result, live_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _fine_tune_config(live_dir: Path | None, learning: LearningSettings) -> TrainConfig:
+    """The live version's recipe (target FPR, token and sender settings...) with ``[learning]``'s size and epochs.
+
+    Without a live version, the training recipe's defaults. A scheduled fine-tune never
+    cross-fits (one fine-tune, not one per fold), and starts from the bundled base checkpoint when
+    the one the live version named is not on this machine.
+    """
+    config = _config_of(live_dir, learning) if live_dir is not None else TrainConfig(
+        threads=learning.threads or None, progress=False)
+    config.epochs = learning.fine_tune_epochs
+    config.max_length = learning.fine_tune_max_length
+    config.transformer_max_train = learning.fine_tune_max_messages or None
+    config.text_settings = None
+    config.cv_folds = 0
+    if config.base_model is not None and not Path(config.base_model).exists():
+        config.base_model = None
+    return config
 
 
 def scored(directory: Path, held_out: list[Example], threads: int | None) -> tuple[list[float], Thresholds]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -128,6 +129,10 @@ def test_fine_tune_on_a_tiny_configuration_is_gated(tiny_model: Path, db: Databa
         assert version.status == ("active" if result.outcome == "promoted" else "rejected")
         assert version.gate["decision"]["promote"] is (result.outcome == "promoted")
         assert version.metrics["training"]["epochs_run"] == 1
+        recipe = json.loads((Path(version.path) / "version.json").read_text())["config"]
+    # the live version's recipe (the tiny model's learning rate and validation share), [learning]'s size
+    assert (recipe["learning_rate"], recipe["val_fraction"], recipe["batch_size"]) == (2e-4, 0.25, 8)
+    assert (recipe["max_length"], recipe["epochs"], recipe["cv_folds"]) == (32, 1, 0)
     assert fine_tune(settings, db).outcome == "skipped"
 
 
