@@ -35,8 +35,8 @@ class LearningSettings(Section):
         "all of the smaller class and only the newest of the larger class, up to this ratio",
     )
     correction_weight: int = Field(
-        3, ge=1, le=100, description="how many times a label of this mailbox counts against one base-corpus message "
-        "when the token statistics are refitted",
+        10, ge=1, le=100, description="how many times a label of this mailbox counts against one base-corpus message "
+        "when the token statistics are refitted (after a few hundred labels the mailbox outweighs the base corpus)",
     )
     calibration_fraction: float = Field(
         0.3, ge=0.0, lt=0.9, description="share of the trained-on labels (per class) that calibrate instead of train: "
@@ -52,8 +52,8 @@ class LearningSettings(Section):
         "model's on the held-out set (absolute; 0 = never higher)",
     )
     gate_recall_margin: float = Field(
-        0.0, ge=0.0, le=0.5, description="how much lower a candidate's spam recall may be than the live model's on "
-        "the held-out set (absolute, e.g. 0.01 = one point)",
+        0.01, ge=0.0, le=0.5, description="how much lower a candidate's spam recall may be than the live model's on "
+        "the held-out set (absolute; 0.01 = one point, about one spam of the hundred in the default held-out set)",
     )
     base_corpus: str = Field(
         "", description="labelled mail every retrain starts from (a manifest folder/.tar.gz or ham/ + spam/ folders); "
