@@ -552,7 +552,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax_fpr.axhline(100 * MAX_FPR, color="grey", lw=0.8, ls="--")
     ax_fpr.legend(loc="upper right", fontsize=8)
     ax_rank.set_xlabel("window of 2003 mail (green: promotion after it, red dotted: rejection)")
-    fig.suptitle("Learning from corrections and replies: 2002 model on 2003 mail, same labels for both", fontsize=10)
+    fig.suptitle("Learning from corrections, replies and Junk left alone: 2002 model on 2003 mail, "
+                 "same labels for both", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
