@@ -8,7 +8,7 @@ SpamAssassin and Rspamd users are told to feed their Junk folder to the learner 
 
 A message the filing stage moved into Junk (``mail_actions``: verdict spam, done) that has no
 label ``junk_grace_days`` later becomes a ``left_in_junk`` spam label, weight
-:data:`WEIGHT`. A person who rescues a message within the grace period gives it a ham label
+:data:`WEIGHT` (recorded; retraining counts labels alike). A person who rescues a message within the grace period gives it a ham label
 (``user_move``), so it is never counted here; one who deletes it from Junk confirms it. These
 labels train, but never judge a candidate at the promotion gate (``labels.SELF_SOURCES``): the
 version that filed them would look right by construction.
