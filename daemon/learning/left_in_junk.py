@@ -7,11 +7,11 @@ SpamAssassin and Rspamd users are told to feed their Junk folder to the learner 
 (``sa-learn --spam Junk``); the day-one bootstrap does it once, and this does it continuously.
 
 A message the filing stage moved into Junk (``mail_actions``: verdict spam, done) that has no
-label ``junk_grace_days`` later becomes a ``left_in_junk`` spam label, weight
-:data:`WEIGHT` (recorded; retraining counts labels alike). A person who rescues a message within the grace period gives it a ham label
-(``user_move``), so it is never counted here; one who deletes it from Junk confirms it. These
-labels train, but never judge a candidate at the promotion gate (``labels.SELF_SOURCES``): the
-version that filed them would look right by construction.
+label ``junk_grace_days`` later becomes a ``left_in_junk`` spam label, weight :data:`WEIGHT`
+(recorded; retraining counts labels alike). A person who rescues a message within the grace
+period gives it a ham label (``user_move``), so it is never counted here; one who deletes it from
+Junk confirms it. These labels train, but never judge a candidate at the promotion gate
+(``labels.SELF_SOURCES``): the version that filed them would look right by construction.
 
 The correction tracker calls :func:`record_left_in_junk` at the end of each complete look at the
 mailbox, so every move made since the previous look is already recorded when the rule runs,
