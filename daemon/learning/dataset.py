@@ -150,11 +150,6 @@ class Corpora:
     settings: LearningSettings
     _cache: dict[str, list[Example]] = field(default_factory=dict)
 
-    @classmethod
-    def preloaded(cls, settings: LearningSettings, base: list[Example], evaluation: list[Example]) -> Corpora:
-        """Corpora given as examples (a benchmark or simulation that already holds them), used as they are."""
-        return cls(settings, {"base": base, "eval": evaluation})
-
     def base(self) -> list[Example]:
         return self._load("base", self.settings.base_corpus, "train", self.settings.base_corpus_max)
 
